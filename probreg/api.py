@@ -1,0 +1,246 @@
+"""The Python API behind the CLI: ``run`` trains, evaluates and draws one head on one dataset.
+
+Flow: Dataset -> Head (Keras model + loss) -> predictive Distribution -> Sampler / metrics ->
+plots and files. Every step is usable from a notebook; the CLI only parses options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probreg import __version__, files, plugins
+from probreg.datasets import Data, Dataset
+from probreg.distributions import Distribution
+from probreg.heads import Head
+from probreg.samplers import Sampler
+
+Echo = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`run` returns: the metrics (as written to ``metrics.json``) and live objects."""
+
+    metrics: dict[str, Any]
+    data: Data
+    predictor: Any  # probreg.runs.Predictor
+    distribution: Distribution  # predictive distribution at the test inputs, data units
+    samples: np.ndarray  # one draw per test input from the run's sampler
+    history: dict[str, list[float]]
+    run_dir: Path | None
+
+    @property
+    def model(self):
+        return self.predictor.model
+
+    @property
+    def status(self) -> str:
+        return self.metrics["status"]
+
+
+def default_run_dir(dataset: str, head: str, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<timestamp>-<dataset>-<head>``, made unique with a counter if needed."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    slug = "-".join(part.split(":")[0] for part in (dataset, head))
+    path = Path(root) / f"{stamp}-{slug}"
+    counter = 1
+    while path.exists():
+        counter += 1
+        path = Path(root) / f"{stamp}-{slug}-{counter}"
+    return path
+
+
+def resolve(dataset: str | Dataset, head: str | Head, sampler: str | Sampler, epochs: int | None):
+    """Build the three plugins from specs, checking everything before any heavy work starts."""
+    overrides = {} if epochs is None else {"epochs": epochs}
+    return (
+        plugins.create("dataset", dataset),
+        plugins.create("head", head, **overrides),
+        plugins.create("sampler", sampler),
+    )
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for reproducing a result."""
+    import keras
+
+    return {
+        "probreg": __version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def train_head(
+    head: Head,
+    data: Data,
+    seed: int,
+    *,
+    verbose: bool,
+    stream: bool | None = None,
+):
+    """Standardise, build, fit and calibrate one head; return ``(predictor, fit_result)``.
+
+    Streaming (:class:`probreg.training.BatchStream`) is used for more than a million rows
+    unless ``stream`` says otherwise.
+    """
+    import keras
+
+    from probreg import training
+    from probreg.runs import Predictor, Standardizer
+
+    keras.utils.set_random_seed(seed)
+    x_scaling, y_scaling = Standardizer.fit(data.x_train), Standardizer.fit(data.y_train)
+    x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
+    model = head.build(data.input_dim, data.output_dim)
+    if stream is None:
+        stream = len(data.x_train) > 1_000_000
+    if stream:
+        # Standardise batch by batch: no standardised copy of the training data is made.
+        x_train, y_train = (
+            _LazyStandardised(data.x_train, x_scaling),
+            _LazyStandardised(data.y_train, y_scaling),
+        )
+    else:
+        x_train, y_train = x_scaling.transform(data.x_train), y_scaling.transform(data.y_train)
+    result = training.fit(
+        model,
+        head.loss(data.output_dim),
+        head.training(),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        seed=seed,
+        verbose=verbose,
+        stream=stream,
+    )
+    head.after_fit(model, x_val, y_val)
+    return Predictor(model, head, x_scaling, y_scaling), result
+
+
+class _LazyStandardised:
+    """Rows of an array, standardised only when a batch of them is taken."""
+
+    def __init__(self, rows: np.ndarray, scaling) -> None:
+        self.rows, self.scaling = rows, scaling
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.scaling.transform(self.rows[index])
+
+
+def run(
+    dataset: str | Dataset = "spiral",
+    head: str | Head = "mdn",
+    sampler: str | Sampler = "ancestral",
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    output: str | os.PathLike | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    write: bool = True,
+    stream: bool | None = None,
+    echo: Echo | None = None,
+) -> RunResult:
+    """Train ``head`` on ``dataset``, evaluate it on the held-out test part and draw the pictures.
+
+    Specs are strings such as ``"mdn:components=5"``; plugin instances work too. ``epochs``
+    overrides the head's maximum number of epochs. With ``write=False`` nothing is written to
+    disk (handy in notebooks). A Ctrl-C during training keeps the best weights so far and
+    finishes the run with ``status == "interrupted"``.
+    """
+    from probreg.metrics import bayes_nll, evaluate
+
+    say = echo or (_silent if quiet else _stderr)
+    dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
+    run_dir = None
+    if write:
+        run_dir = files.prepare_output_dir(
+            output or default_run_dir(dataset_.spec, head_.spec), force
+        )
+    say(f"Loading dataset {dataset_.spec} (seed {seed})")
+    data = dataset_.load(seed)
+    say(
+        f"Training {head_.spec} on {len(data.x_train)} rows "
+        f"({len(data.x_val)} validation, {len(data.x_test)} test)"
+    )
+    predictor, fitted = train_head(head_, data, seed, verbose=not quiet, stream=stream)
+    distribution = predictor.distribution(data.x_test)
+    samples = sampler_.sample(distribution, np.random.default_rng(seed), 1)[0]
+    scores = evaluate(distribution, data.y_test)
+    bayes = bayes_nll(data.log_density, data.x_test, data.y_test)
+    metrics = {
+        "dataset": dataset_.spec,
+        "head": head_.spec,
+        "sampler": sampler_.spec,
+        "seed": seed,
+        "status": fitted.status,
+        "epochs": fitted.epochs,
+        "best_epoch": fitted.best_epoch,
+        "train_seconds": round(fitted.seconds, 3),
+        "parameters": int(predictor.model.count_params()),
+        "rows": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
+        "test": scores,
+        "bayes_nll": bayes,
+        "bayes_gap": None if bayes is None else scores["nll"] - bayes,
+        "versions": versions(),
+    }
+    result = RunResult(metrics, data, predictor, distribution, samples, fitted.history, run_dir)
+    if run_dir is not None:
+        save_run(run_dir, result, dataset_, head_, sampler_, seed)
+        say(f"Wrote {run_dir}")
+    return result
+
+
+def save_run(
+    run_dir: Path, result: RunResult, dataset: Dataset, head: Head, sampler: Sampler, seed: int
+) -> None:
+    """Write the model, config, history and pictures, then ``metrics.json`` last."""
+    from probreg import plots
+    from probreg.runs import CONFIG, HISTORY, METRICS, MODEL, plugin_record
+
+    predictor = result.predictor
+    data = result.data
+    config = {
+        "dataset": plugin_record(dataset),
+        "head": plugin_record(head),
+        "sampler": plugin_record(sampler),
+        "seed": seed,
+        "x_names": list(data.x_names),
+        "y_names": list(data.y_names),
+        "scaling": {"x": predictor.x_scaling.to_dict(), "y": predictor.y_scaling.to_dict()},
+        "versions": result.metrics["versions"],
+    }
+    files.write_json(run_dir / CONFIG, config)
+    files.write_with(run_dir / MODEL, predictor.model.save)
+    files.write_json(run_dir / HISTORY, result.history)
+    view = plots.HeadView(
+        head.spec, result.distribution, result.samples, result.history, predictor.distribution
+    )
+    result.metrics["pictures"] = plots.draw_all(
+        run_dir, data.x_test, data.y_test, [view], data.y_names
+    )
+    files.write_json(run_dir / METRICS, result.metrics)

@@ -1,0 +1,96 @@
+"""Dataset plugins and the :class:`Data` they produce: training, validation and test parts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from probreg.errors import UsageError
+from probreg.plugin import Plugin
+
+#: ``log_density(x, y) -> (n,)``: the exact ``log p(y | x)`` in the data's own units.
+LogDensity = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+MIN_TRAIN_ROWS = 3
+
+
+@dataclasses.dataclass
+class Data:
+    """Inputs ``x`` (rows, p) and targets ``y`` (rows, d) for fitting, early stopping and testing.
+
+    ``log_density`` is set by datasets that know their exact conditional density, so runs can
+    report the Bayes-limit NLL (the best any model can reach on the test part).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_names: tuple[str, ...]
+    y_names: tuple[str, ...]
+    log_density: LogDensity | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        for part in ("train", "val", "test"):
+            for side in ("x", "y"):
+                attr = f"{side}_{part}"
+                value = np.asarray(getattr(self, attr), dtype=np.float32)
+                if value.ndim == 1:
+                    value = value[:, None]
+                setattr(self, attr, value)
+            if len(getattr(self, f"x_{part}")) != len(getattr(self, f"y_{part}")):
+                raise ValueError(f"x_{part} and y_{part} have different numbers of rows")
+        if self.x_train.shape[1] != len(self.x_names) or self.y_train.shape[1] != len(self.y_names):
+            raise ValueError("x_names / y_names do not match the number of columns")
+        if len(self.x_train) < MIN_TRAIN_ROWS or len(self.x_val) < 1 or len(self.x_test) < 1:
+            raise UsageError(
+                f"too few rows to split: {len(self.x_train)} training, {len(self.x_val)} "
+                f"validation and {len(self.x_test)} test rows; need at least "
+                f"{MIN_TRAIN_ROWS}, 1 and 1"
+            )
+
+    @property
+    def input_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def output_dim(self) -> int:
+        return self.y_train.shape[1]
+
+
+class Dataset(Plugin):
+    """Base class of dataset plugins: ``load(seed)`` returns a :class:`Data`.
+
+    The same seed must give the same data: draw every random number from a generator seeded
+    with it (``np.random.default_rng(seed)``).
+    """
+
+    kind = "dataset"
+
+    def load(self, seed: int) -> Data:
+        raise NotImplementedError
+
+
+def split_rows(
+    n: int, rng: np.random.Generator, *fractions: float, minimum: int = 1
+) -> list[np.ndarray]:
+    """Shuffle ``range(n)`` and cut off parts of the given fractions; the rest comes first.
+
+    ``split_rows(100, rng, 0.1, 0.2)`` returns index arrays of 70, 10 and 20 rows. Every part
+    gets at least ``minimum`` rows, or a :class:`UsageError` says the data is too small.
+    """
+    sizes = [max(minimum, round(f * n)) for f in fractions]
+    rest = n - sum(sizes)
+    if rest < MIN_TRAIN_ROWS:
+        raise UsageError(
+            f"too few rows to split: {n} rows cannot give {MIN_TRAIN_ROWS}+ training rows and "
+            f"held-out parts of {', '.join(map(str, sizes))} rows"
+        )
+    order = rng.permutation(n)
+    cuts = np.cumsum([rest, *sizes])[:-1]
+    return np.split(order, cuts)

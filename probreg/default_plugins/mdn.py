@@ -1,0 +1,74 @@
+"""Head ``mdn``: a Gaussian mixture density network (Bishop, 1994).
+
+A dense trunk feeds a :class:`~probreg.layers.MixtureDensity` layer; the network is trained on
+the mixture's negative log-likelihood, computed stably with a log-softmax and a logsumexp.
+Any output dimension works, each component with a diagonal covariance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from probreg.heads import Head, training_params, trunk_params
+from probreg.hookspecs import hookimpl
+from probreg.params import Param
+
+if TYPE_CHECKING:  # pragma: no cover
+    from probreg.distributions import GaussianMixture
+
+
+class MDN(Head):
+    """Gaussian mixture density network: predicts a K-component mixture p(y|x)."""
+
+    name = "mdn"
+    keras_modules = ("probreg.layers", "probreg.losses")
+    params = (
+        Param("components", "int", 20, "mixture components K", minimum=1, maximum=1000),
+        *trunk_params(hidden=(256, 256, 256), activation="relu"),
+        Param(
+            "scale",
+            "str",
+            "softplus",
+            "map from raw outputs to standard deviations: softplus, exp, or elu (ELU+1, the "
+            "original's)",
+            choices=("softplus", "exp", "elu"),
+        ),
+        Param(
+            "scale_floor",
+            "float",
+            1e-3,
+            "smallest standard deviation, in standardised target units",
+            minimum=0.0,
+        ),
+        *training_params(epochs=300, batch_size=128, learning_rate=3e-3, patience=30),
+    )
+
+    def build(self, input_dim: int, output_dim: int):
+        import keras
+
+        from probreg.layers import MixtureDensity, dense_trunk
+
+        o = self.options
+        inputs = keras.Input((input_dim,), name="x")
+        features = dense_trunk(inputs, o["hidden"], o["activation"])
+        outputs = MixtureDensity(
+            output_dim, o["components"], o["scale"], o["scale_floor"], name="mixture"
+        )(features)
+        return keras.Model(inputs, outputs, name="mdn")
+
+    def loss(self, output_dim: int):
+        from probreg.losses import GaussianMixtureNLL
+
+        return GaussianMixtureNLL(self.options["components"], output_dim)
+
+    def distribution(self, outputs: np.ndarray, output_dim: int) -> GaussianMixture:
+        from probreg.distributions import GaussianMixture
+
+        return GaussianMixture.from_packed(outputs, self.options["components"], output_dim)
+
+
+@hookimpl
+def register_heads(register):
+    register(MDN)

@@ -1,0 +1,27 @@
+"""Errors that probreg reports to people as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class ProbregError(Exception):
+    """A problem the user can fix; the CLI prints ``Error: <message>`` and exits non-zero.
+
+    ``exit_code`` 2 marks bad input (as click does for usage errors); 1 marks a failure while
+    working (training diverged, a file could not be written).
+    """
+
+    exit_code = 2
+
+
+class UsageError(ProbregError):
+    """Bad input: an unknown plugin, a malformed spec, an invalid value, a bad file."""
+
+
+class PluginError(ProbregError):
+    """A plugin is missing, broken or in conflict with another."""
+
+
+class TrainingError(ProbregError):
+    """Training could not produce a usable model (for example, the loss became NaN)."""
+
+    exit_code = 1

@@ -1,0 +1,188 @@
+"""Declared plugin parameters and the one spec syntax every plugin kind shares.
+
+A spec names a plugin and sets some of its parameters: ``NAME`` or ``NAME:key=value,key=value``.
+List values join their items with ``+`` (``hidden=256+256``, ``x=col_a+col_b``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from probreg.errors import UsageError
+
+LIST_SEPARATOR = "+"
+TYPES = ("int", "float", "str", "bool", "ints", "strs")
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One parameter a plugin accepts: its name, type, default and a line of help.
+
+    ``type`` is one of ``int``, ``float``, ``str``, ``bool``, ``ints`` (a ``+``-separated list of
+    integers) and ``strs`` (a ``+``-separated list of strings). ``minimum``/``maximum`` bound
+    numbers (and every item of ``ints``); ``choices`` limits strings. ``default=None`` means
+    "not set"; ``required=True`` means the user must give it.
+    """
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"Param {self.name!r}: type must be one of {TYPES}, not {self.type!r}")
+
+    def describe_type(self) -> str:
+        """The type as shown in ``probreg list``, e.g. ``int >= 1`` or ``one of a|b``."""
+        text = {"ints": "int+int+...", "strs": "str+str+..."}.get(self.type, self.type)
+        if self.choices:
+            text = "one of " + "|".join(self.choices)
+        if self.minimum is not None:
+            text += f" >= {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" <= {self.maximum:g}"
+        return text
+
+    def format(self, value: Any) -> str:
+        """Write ``value`` back in spec syntax (the inverse of :meth:`parse`)."""
+        if value is None:
+            return ""
+        if self.type in ("ints", "strs"):
+            return LIST_SEPARATOR.join(str(v) for v in value)
+        if self.type == "bool":
+            return "true" if value else "false"
+        if self.type == "float":
+            return f"{value:g}"
+        return str(value)
+
+    def parse(self, raw: Any, owner: str) -> Any:
+        """Turn a spec string (or a Python value from the API) into a checked value."""
+        where = f"{owner} parameter '{self.name}'"
+        value = self._coerce(raw, where)
+        self._check(value, where)
+        return value
+
+    def _coerce(self, raw: Any, where: str) -> Any:
+        text = raw.strip() if isinstance(raw, str) else None
+        if self.type == "int":
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                if isinstance(raw, float) and raw.is_integer():
+                    return int(raw)
+                raise UsageError(f"invalid {where}: {raw!r} is not an integer")
+            try:
+                return int(text) if text is not None else raw
+            except ValueError:
+                raise UsageError(f"invalid {where}: '{raw}' is not an integer") from None
+        if self.type == "float":
+            if isinstance(raw, bool):
+                raise UsageError(f"invalid {where}: {raw!r} is not a number")
+            try:
+                value = float(text if text is not None else raw)
+            except (TypeError, ValueError):
+                raise UsageError(f"invalid {where}: '{raw}' is not a number") from None
+            if not math.isfinite(value):
+                raise UsageError(f"invalid {where}: '{raw}' is not a finite number")
+            return value
+        if self.type == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if text is not None and text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise UsageError(f"invalid {where}: '{raw}' is not true or false")
+        if self.type == "str":
+            if text is None:
+                raise UsageError(f"invalid {where}: {raw!r} is not a string")
+            if not text:
+                raise UsageError(f"invalid {where}: the value is empty")
+            return text
+        # Lists: a "+"-joined string from a spec, or any iterable from Python.
+        items = text.split(LIST_SEPARATOR) if text is not None else list(raw)
+        if not items or any(isinstance(i, str) and not i.strip() for i in items):
+            raise UsageError(
+                f"invalid {where}: '{raw}' is not a list of items joined with '{LIST_SEPARATOR}'"
+            )
+        item = Param(self.name, self.type[:-1], None, "", self.minimum, self.maximum, self.choices)
+        return tuple(item._coerce(i, where) for i in items)
+
+    def _check(self, value: Any, where: str) -> None:
+        for item in value if isinstance(value, tuple) else (value,):
+            if self.minimum is not None and item < self.minimum:
+                raise UsageError(f"invalid {where}: {item} is below the minimum {self.minimum:g}")
+            if self.maximum is not None and item > self.maximum:
+                raise UsageError(f"invalid {where}: {item} is above the maximum {self.maximum:g}")
+            if self.choices is not None and item not in self.choices:
+                raise UsageError(
+                    f"invalid {where}: '{item}' is not allowed; allowed: {', '.join(self.choices)}"
+                )
+
+
+def parse_spec(spec: str, kind: str = "plugin") -> tuple[str, dict[str, str]]:
+    """Split ``NAME:key=value,...`` into the name and raw option strings.
+
+    Only the syntax is checked here; names and values are checked against the plugin's
+    declared parameters by :func:`resolve_options`.
+    """
+    usage = "expected NAME or NAME:key=value[,key=value...]"
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"malformed {kind} spec {spec!r}: {usage}")
+    name, sep, rest = spec.strip().partition(":")
+    name = name.strip()
+    if not name:
+        raise UsageError(f"malformed {kind} spec '{spec}': the name is missing; {usage}")
+    options: dict[str, str] = {}
+    if sep:
+        if not rest.strip():
+            raise UsageError(f"malformed {kind} spec '{spec}': nothing after ':'; {usage}")
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise UsageError(
+                    f"malformed option '{item.strip()}' in {kind} spec '{spec}': expected key=value"
+                )
+            if key in options:
+                raise UsageError(f"malformed {kind} spec '{spec}': '{key}' is given twice")
+            options[key] = value
+    return name, options
+
+
+def resolve_options(
+    params: Iterable[Param], given: Mapping[str, Any], owner: str
+) -> dict[str, Any]:
+    """Check ``given`` against ``params``; return every parameter's value, defaults filled in."""
+    declared = {p.name: p for p in params}
+    unknown = [k for k in given if k not in declared]
+    if unknown:
+        allowed = ", ".join(declared) or "none"
+        raise UsageError(
+            f"unknown parameter '{unknown[0]}' for {owner}; allowed parameters: {allowed}"
+        )
+    values: dict[str, Any] = {}
+    for name, param in declared.items():
+        if name in given:
+            values[name] = param.parse(given[name], owner)
+        elif param.required:
+            raise UsageError(f"{owner} needs parameter '{name}': {param.help}")
+        else:
+            values[name] = param.default
+    return values
+
+
+def format_spec(name: str, params: Iterable[Param], options: Mapping[str, Any]) -> str:
+    """The shortest spec that rebuilds ``options``: only values that differ from the defaults."""
+    parts = [
+        f"{p.name}={p.format(options[p.name])}"
+        for p in params
+        if p.name in options and options[p.name] != p.default
+    ]
+    return f"{name}:{','.join(parts)}" if parts else name

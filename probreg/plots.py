@@ -1,0 +1,218 @@
+"""Pictures of runs and comparisons (matplotlib, no display needed).
+
+Every figure takes one panel per head so ``run`` (one head) and ``compare`` (several) draw the
+same pictures. 1-D input and output get the original example's scatter and a density heat
+map; other shapes get predictive intervals against the observed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from probreg import files
+from probreg.distributions import Distribution
+
+TRUTH_COLOUR = "#1f77b4"
+SAMPLE_COLOUR = "#2ca02c"
+MEAN_COLOUR = "#d62728"
+MAX_SCATTER = 5000  # points drawn per panel; more only hides the structure
+
+
+@dataclasses.dataclass
+class HeadView:
+    """What the pictures need from one trained head."""
+
+    label: str
+    distribution: Distribution  # on the test inputs
+    samples: np.ndarray  # (n_test, d): one draw per test input, from the run's sampler
+    history: dict[str, list[float]]
+    distribution_at: Callable[[np.ndarray], Distribution]  # for grids of new inputs
+
+
+def save(figure: plt.Figure, path: str | os.PathLike) -> None:
+    """Write ``figure`` as PNG atomically and free it."""
+    files.write_with(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
+    plt.close(figure)
+
+
+def _panels(count: int, width: float = 4.0, height: float = 3.4, sharey: bool = True):
+    figure, axes = plt.subplots(
+        1, count, figsize=(width * count, height), sharex=True, sharey=sharey, squeeze=False
+    )
+    return figure, list(axes[0])
+
+
+def _thin(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.sort(rng.choice(n, MAX_SCATTER, replace=False)) if n > MAX_SCATTER else np.arange(n)
+
+
+def samples_figure(x: np.ndarray, y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
+    """The original's picture: ground truth, then each head's draws at the same inputs.
+
+    A red line marks each head's predictive mean, which is all an MSE network can give.
+    """
+    rng = np.random.default_rng(0)
+    keep = _thin(rng, len(x))
+    xs, ys = x[keep, 0], y[keep, 0]
+    order = np.argsort(xs)
+    figure, axes = _panels(1 + len(views))
+    axes[0].scatter(xs, ys, s=3, alpha=0.25, color=TRUTH_COLOUR, linewidths=0)
+    axes[0].set_title("Ground truth (test data)")
+    for ax, view in zip(axes[1:], views, strict=True):
+        ax.scatter(xs, view.samples[keep, 0], s=3, alpha=0.25, color=SAMPLE_COLOUR, linewidths=0)
+        mean = view.distribution.mean()[keep, 0]
+        ax.plot(xs[order], mean[order], color=MEAN_COLOUR, lw=1.2, label="predictive mean")
+        ax.set_title(f"{view.label}: samples")
+        ax.legend(loc="lower right", fontsize=7, frameon=False)
+    for ax in axes:
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("y")
+    figure.tight_layout()
+    return figure
+
+
+def density_figure(
+    x: np.ndarray, y: np.ndarray, views: Sequence[HeadView], size: int = 200
+) -> plt.Figure:
+    """Heat map of each head's ``p(y | x)`` on a grid, with the test data over it."""
+    pad_x, pad_y = 0.05 * np.ptp(x), 0.05 * np.ptp(y)
+    grid_x = np.linspace(x.min() - pad_x, x.max() + pad_x, size)
+    grid_y = np.linspace(y.min() - pad_y, y.max() + pad_y, size)
+    keep = _thin(np.random.default_rng(1), len(x))
+    figure, axes = _panels(len(views), width=4.4)
+    for ax, view in zip(axes, views, strict=True):
+        distribution = view.distribution_at(grid_x[:, None])
+        density = np.stack(
+            [np.exp(distribution.log_prob(np.full((size, 1), value))) for value in grid_y]
+        )  # rows: y, columns: x
+        top = np.quantile(density, 0.995)
+        ax.imshow(
+            np.minimum(density, top),
+            origin="lower",
+            aspect="auto",
+            extent=(grid_x[0], grid_x[-1], grid_y[0], grid_y[-1]),
+            cmap="magma",
+        )
+        ax.scatter(x[keep, 0], y[keep, 0], s=1, color="white", alpha=0.25, linewidths=0)
+        ax.set_title(f"{view.label}: p(y | x)")
+        ax.set_xlabel("x")
+    axes[0].set_ylabel("y")
+    figure.tight_layout()
+    return figure
+
+
+def intervals_figure(
+    y: np.ndarray, views: Sequence[HeadView], y_names: Sequence[str]
+) -> plt.Figure:
+    """For multi-dimensional data: observed values against 90% predictive intervals.
+
+    Test points are sorted by predictive mean; a calibrated head has about 90% of the dots
+    inside its band. One row of panels per output coordinate.
+    """
+    dims = y.shape[1]
+    figure, grid = plt.subplots(
+        dims, len(views), figsize=(4.2 * len(views), 3.2 * dims), squeeze=False, sharey="row"
+    )
+    rng = np.random.default_rng(2)
+    keep = _thin(rng, len(y))[: min(len(y), 400)]
+    for col, view in enumerate(views):
+        low = view.distribution.quantile(0.05)[keep]
+        high = view.distribution.quantile(0.95)[keep]
+        mean = view.distribution.mean()[keep]
+        for dim in range(dims):
+            ax = grid[dim][col]
+            order = np.argsort(mean[:, dim])
+            rank = np.arange(len(order))
+            ax.fill_between(
+                rank,
+                low[order, dim],
+                high[order, dim],
+                color=SAMPLE_COLOUR,
+                alpha=0.3,
+                label="90% interval",
+            )
+            ax.plot(rank, mean[order, dim], color=MEAN_COLOUR, lw=1, label="mean")
+            ax.scatter(rank, y[keep][order, dim], s=4, color=TRUTH_COLOUR, label="observed")
+            ax.set_title(f"{view.label}: {y_names[dim]}")
+            ax.set_xlabel("test points, by predicted mean")
+            if col == 0:
+                ax.set_ylabel(y_names[dim])
+    grid[0][0].legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def training_figure(views: Sequence[HeadView]) -> plt.Figure:
+    """Training and validation loss per epoch, one colour per head (losses differ by head)."""
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+    loss_ax, lr_ax = axes[0]
+    for index, view in enumerate(views):
+        colour = f"C{index}"
+        history = view.history
+        epochs = np.arange(1, len(history.get("loss", [])) + 1)
+        loss_ax.plot(
+            epochs,
+            history.get("loss", []),
+            color=colour,
+            lw=1,
+            alpha=0.6,
+            label=f"{view.label} train",
+        )
+        if "val_loss" in history:
+            loss_ax.plot(
+                epochs, history["val_loss"], color=colour, lw=1.5, label=f"{view.label} validation"
+            )
+        if "learning_rate" in history:
+            lr_ax.plot(epochs, history["learning_rate"], color=colour, label=view.label)
+    loss_ax.set_title("Loss per epoch (each head's own loss)")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.legend(fontsize=7, frameon=False)
+    lr_ax.set_title("Learning rate")
+    lr_ax.set_xlabel("epoch")
+    lr_ax.set_yscale("log")
+    figure.tight_layout()
+    return figure
+
+
+def calibration_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
+    """PIT histograms: flat means calibrated, U-shaped overconfident, humped underconfident."""
+    figure, axes = _panels(len(views), width=3.4, height=3.0)
+    for ax, view in zip(axes, views, strict=True):
+        values = view.distribution.cdf(y).ravel()
+        ax.hist(values, bins=20, range=(0, 1), density=True, color=SAMPLE_COLOUR, alpha=0.8)
+        ax.axhline(1.0, color="black", lw=1, ls="--")
+        ax.set_title(f"{view.label}: PIT")
+        ax.set_xlabel("F(y)")
+    axes[0].set_ylabel("density")
+    figure.tight_layout()
+    return figure
+
+
+def draw_all(
+    out_dir: str | os.PathLike,
+    x: np.ndarray,
+    y: np.ndarray,
+    views: Sequence[HeadView],
+    y_names: Sequence[str],
+) -> list[str]:
+    """Write every picture that fits the data's shape into ``out_dir``; return the file names."""
+    figures: dict[str, Callable[[], plt.Figure]] = {}
+    if x.shape[1] == 1 and y.shape[1] == 1:
+        figures["samples.png"] = lambda: samples_figure(x, y, views)
+        figures["density.png"] = lambda: density_figure(x, y, views)
+    else:
+        figures["intervals.png"] = lambda: intervals_figure(y, views, y_names)
+    figures["calibration.png"] = lambda: calibration_figure(y, views)
+    figures["training.png"] = lambda: training_figure(views)
+    for name, make in figures.items():
+        save(make(), os.path.join(out_dir, name))
+    return list(figures)

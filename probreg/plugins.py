@@ -1,0 +1,265 @@
+"""The plugin manager: loads built-in and installed plugins and keeps the registry of names.
+
+Built-ins (:data:`DEFAULT_PLUGINS`) and third-party packages (entry-point group ``probreg``) go
+through the same :func:`register_plugin` path. ``PROBREG_LOAD_PLUGINS`` is an allow-list of
+distribution names (comma-separated); set but empty, it loads no third-party plugin.
+A package that fails to import, or whose hook raises, gets a one-line warning; everything else
+keeps working and only a request for what it would have provided fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from probreg import hookspecs
+from probreg.errors import PluginError, UsageError
+from probreg.params import parse_spec
+
+ENTRY_POINT_GROUP = "probreg"
+ALLOW_LIST_ENV = "PROBREG_LOAD_PLUGINS"
+KINDS = ("dataset", "head", "sampler")
+_HOOKS = {"dataset": "register_datasets", "head": "register_heads", "sampler": "register_samplers"}
+_BASES = {
+    "dataset": ("probreg.datasets", "Dataset"),
+    "head": ("probreg.heads", "Head"),
+    "sampler": ("probreg.samplers", "Sampler"),
+}
+
+DEFAULT_PLUGINS = (
+    "probreg.default_plugins.spiral",
+    "probreg.default_plugins.mlp",
+    "probreg.default_plugins.mdn",
+    "probreg.default_plugins.ancestral",
+    "probreg.default_plugins.mean",
+    "probreg.default_plugins.mode",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a plugin came from: a distribution (package) name and version, or a built-in module."""
+
+    name: str
+    version: str
+    builtin: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One registered dataset, head or sampler."""
+
+    kind: str
+    name: str
+    cls: type
+    source: Source
+
+
+pm = pluggy.PluginManager("probreg")
+pm.add_hookspecs(hookspecs)
+
+_sources: dict[str, Source] = {}  # plugin name in pm -> where it came from
+_broken: dict[str, str] = {}  # distribution or plugin name -> one-line reason
+_loaded = False
+_registry: dict[str, dict[str, Entry]] | None = None
+
+
+def _warn(source: str, error: BaseException | str) -> None:
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    reason = " ".join(str(reason).split())
+    if _broken.get(source) != reason:
+        _broken[source] = reason
+        sys.stderr.write(f"Warning: plugin '{source}' is broken and was skipped: {reason}\n")
+
+
+def register_plugin(plugin: Any, name: str, source: Source) -> None:
+    """Register a module (or object) with hook implementations; used for built-ins and packages."""
+    global _registry
+    pm.register(plugin, name=name)
+    try:
+        pm.check_pending()  # a misspelt hook name fails here, not silently
+    except pluggy.PluginValidationError:
+        pm.unregister(name=name)
+        raise
+    _sources[name] = source
+    _registry = None
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered under ``name`` (tests use it to undo temporary plugins)."""
+    global _registry
+    pm.unregister(name=name)
+    _sources.pop(name, None)
+    _broken.pop(name, None)
+    _registry = None
+
+
+def _allowed_distributions() -> set[str] | None:
+    raw = os.environ.get(ALLOW_LIST_ENV)
+    if raw is None:
+        return None
+    return {_normalise(n) for n in raw.split(",") if n.strip()}
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def load_plugins() -> None:
+    """Register the built-ins and the allowed installed packages, once per process."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    version = _probreg_version()
+    for module_name in DEFAULT_PLUGINS:
+        register_plugin(
+            importlib.import_module(module_name), module_name, Source(module_name, version, True)
+        )
+    allowed = _allowed_distributions()
+    seen: set[str] = set()
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry_point.dist
+        dist_name = dist.metadata["Name"] if dist is not None else entry_point.value
+        seen.add(_normalise(dist_name))
+        if allowed is not None and _normalise(dist_name) not in allowed:
+            continue
+        try:
+            module = entry_point.load()
+            register_plugin(
+                module,
+                f"{dist_name}:{entry_point.name}",
+                Source(dist_name, dist.version if dist is not None else "unknown"),
+            )
+        except Exception as error:  # a broken package must not break probreg
+            _warn(dist_name, error)
+    for missing in sorted((allowed or set()) - seen):
+        _warn(missing, f"{ALLOW_LIST_ENV} names it, but no such plugin package is installed")
+
+
+def reset() -> None:
+    """Forget every registered plugin so the next use loads them again (for tests)."""
+    global _loaded, _registry
+    for name in list(_sources):
+        pm.unregister(name=name)
+    _sources.clear()
+    _broken.clear()
+    _loaded = False
+    _registry = None
+
+
+def _probreg_version() -> str:
+    from probreg import __version__
+
+    return __version__
+
+
+def _collect(impl: Any, kind: str, base: type) -> list[Entry]:
+    """Call one plugin's registration hook and return what it registered."""
+    source = _sources.get(impl.plugin_name, Source(impl.plugin_name, "unknown"))
+    found: list[Entry] = []
+
+    def register(cls: type) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise TypeError(f"register() wants a {base.__name__} subclass, got {cls!r}")
+        if not cls.name:
+            raise TypeError(f"{cls.__name__} has no name")
+        found.append(Entry(kind, cls.name, cls, source))
+
+    impl.function(register=register)
+    return found
+
+
+def _build_registry() -> dict[str, dict[str, Entry]]:
+    registry: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        module_name, base_name = _BASES[kind]
+        base = getattr(importlib.import_module(module_name), base_name)
+        for impl in getattr(pm.hook, _HOOKS[kind]).get_hookimpls():
+            try:
+                found = _collect(impl, kind, base)
+            except Exception as error:  # a broken plugin must not break the others
+                _warn(_sources.get(impl.plugin_name, Source(impl.plugin_name, "")).name, error)
+                continue
+            for entry in found:
+                other = registry[kind].get(entry.name)
+                if other is not None:
+                    raise PluginError(
+                        f"{kind} '{entry.name}' is registered by two plugins: "
+                        f"'{other.source.name}' and '{entry.source.name}'; uninstall one or "
+                        f"leave it out of {ALLOW_LIST_ENV}"
+                    )
+                registry[kind][entry.name] = entry
+    return registry
+
+
+def registry() -> dict[str, dict[str, Entry]]:
+    """Every registered plugin by kind and name, loading plugins first if needed."""
+    global _registry
+    load_plugins()
+    if _registry is None:
+        _registry = _build_registry()
+    return _registry
+
+
+def broken_plugins() -> dict[str, str]:
+    """Plugin packages that failed to load, with the reason."""
+    registry()
+    return dict(_broken)
+
+
+def get(kind: str, name: str) -> Entry:
+    """The registered plugin ``name`` of ``kind``, or a one-line error listing what exists."""
+    entries = registry()[kind]
+    if name in entries:
+        return entries[name]
+    available = ", ".join(sorted(entries)) or "none"
+    message = f"unknown {kind} '{name}'; available {kind}s: {available}"
+    if _broken:
+        message += f" (broken plugin packages were skipped: {', '.join(sorted(_broken))})"
+    raise UsageError(message)
+
+
+def create(kind: str, spec: Any, **overrides: Any) -> Any:
+    """Build a plugin instance from a spec string (``NAME:key=value,...``) or pass one through.
+
+    ``overrides`` set options on top of the spec (the CLI's ``--epochs`` does this).
+    """
+    entries = registry()[kind]
+    if not isinstance(spec, str):
+        base = _BASES[kind]
+        if isinstance(spec, getattr(importlib.import_module(base[0]), base[1])):
+            if overrides:
+                return type(spec)(**{**spec.options, **overrides})
+            return spec
+        raise UsageError(f"a {kind} must be a spec string or a plugin instance, not {spec!r}")
+    name, options = parse_spec(spec, kind)
+    entry = get(kind, name) if name not in entries else entries[name]
+    return entry.cls(**{**options, **overrides})
+
+
+def source_of(instance: Any) -> Source:
+    """The package that registered this plugin instance's class."""
+    for entry in registry()[instance.kind].values():
+        if entry.cls is type(instance):
+            return entry.source
+    return Source(type(instance).__module__, "unregistered")
+
+
+@contextlib.contextmanager
+def temporary_plugin(plugin: Any, name: str = "temporary-plugin") -> Iterator[None]:
+    """Register ``plugin`` for the duration of a ``with`` block (tests and notebooks)."""
+    load_plugins()
+    register_plugin(plugin, name, Source(name, "0", False))
+    try:
+        yield
+    finally:
+        unregister_plugin(name)

@@ -1,0 +1,193 @@
+"""Fitting a head's Keras model: schedule, early stopping, progress, NaN and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+
+import keras
+import numpy as np
+
+from probreg.errors import TrainingError
+from probreg.heads import TrainingConfig
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What training did: per-epoch history, the epoch whose weights were kept, and why it ended.
+
+    ``status`` is ``completed`` (early stopping or the last epoch) or ``interrupted`` (Ctrl-C;
+    the best weights so far were restored).
+    """
+
+    history: dict[str, list[float]]
+    epochs: int
+    best_epoch: int
+    seconds: float
+    status: str
+
+
+class BatchStream(keras.utils.PyDataset):
+    """Shuffled mini-batches sliced from arrays (or memory maps) without copying them whole.
+
+    Only one batch at a time is gathered, so memory stays bounded by the batch size whatever the
+    number of rows. The permutation is reshuffled every epoch from its own seeded generator.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stop at the first NaN or infinite training loss and remember where it happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+        self.bad: str | None = None
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad = f"the training loss became {float(loss)} in epoch {self.epoch + 1}"
+            self.model.stop_training = True
+
+
+class _Progress(keras.callbacks.Callback):
+    """Progress over epochs: a Keras progress bar on a terminal, else a line every ~10%."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.start = time.perf_counter()
+        self.dynamic = sys.stdout.isatty()
+        self.bar = keras.utils.Progbar(
+            epochs, unit_name="epoch", stateful_metrics=["loss", "val_loss", "lr"]
+        )
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        logs = logs or {}
+        values = [(k, float(logs[k])) for k in ("loss", "val_loss") if k in logs]
+        values.append(("lr", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))))
+        if self.dynamic:
+            self.bar.update(epoch + 1, values=values)
+        elif (epoch + 1) % max(1, self.epochs // 10) == 0 or epoch == 0:
+            shown = " - ".join(f"{k}: {v:.4g}" for k, v in values)
+            elapsed = time.perf_counter() - self.start
+            print(
+                f"epoch {epoch + 1}/{self.epochs} - {shown} - {elapsed:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_train_end(self, logs=None) -> None:
+        if self.dynamic and self.bar._seen_so_far < self.epochs:
+            print(flush=True)  # early stopping left the bar unfinished
+
+
+class _LearningRateLog(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
+
+
+def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch
+        )
+    import os
+    wd = float(os.environ.get("EXP_WD", "0")); ema = float(os.environ.get("EXP_EMA", "0"))
+    if wd:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=wd, use_ema=ema > 0, ema_momentum=ema or 0.99, ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None)
+    return keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema or 0.99, ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None)
+
+
+def fit(
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    config: TrainingConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    seed: int = 0,
+    verbose: bool = True,
+    stream: bool = False,
+) -> FitResult:
+    """Train ``model`` in place; keep the weights of the epoch with the lowest validation loss.
+
+    ``stream=True`` feeds batches through :class:`BatchStream` instead of handing Keras the whole
+    arrays. Raises :class:`TrainingError` if the loss stops being finite.
+    """
+    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
+    model.compile(
+        optimizer=_optimizer(config, steps_per_epoch),
+        loss=loss,
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
+    )
+    early = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    guard = _StopOnNonFinite()
+    callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, early]
+    if config.schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.1, patience=max(1, config.patience // 4)
+            )
+        )
+    if verbose:
+        callbacks.append(_Progress(config.epochs))
+    if stream:
+        inputs = {"x": BatchStream(x_train, y_train, config.batch_size, seed)}
+    else:
+        inputs = {"x": x_train, "y": y_train, "batch_size": config.batch_size, "shuffle": True}
+    start = time.perf_counter()
+    status = "completed"
+    history = keras.callbacks.History()
+    try:
+        model.fit(
+            **inputs,
+            epochs=config.epochs,
+            validation_data=(x_val, y_val),
+            callbacks=[history, *callbacks],
+            verbose=0,
+        )
+    except KeyboardInterrupt:
+        status = "interrupted"
+        if early.best_weights is not None:
+            model.set_weights(early.best_weights)
+    seconds = time.perf_counter() - start
+    if guard.bad is not None:
+        raise TrainingError(
+            f"training diverged: {guard.bad}; try a smaller learning_rate or batch_size"
+        )
+    logs = {k: [float(v) for v in values] for k, values in history.history.items()}
+    epochs_run = len(logs.get("loss", []))
+    val = logs.get("val_loss", [])
+    best = int(np.argmin(val)) + 1 if val else 0
+    return FitResult(logs, epochs_run, best, seconds, status)

@@ -1,0 +1,152 @@
+"""The ``probreg`` command end to end, and its one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def probreg(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "probreg", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    assert fragment in errors[0], errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_and_list_do_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from probreg.cli import main\n"
+        "for args in (['--help'], ['list'], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert "spiral" in result.stdout and "components" in result.stdout
+
+
+def test_list_json_describes_parameters():
+    result = probreg("list", "--json")
+    data = json.loads(result.stdout)
+    mdn = next(h for h in data["head"] if h["name"] == "mdn")
+    components = next(p for p in mdn["params"] if p["name"] == "components")
+    assert components["default"] == "20" and components["type"].startswith("int")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--head", "nope"], "unknown head 'nope'; available heads:"),
+        (["--dataset", "nope"], "unknown dataset 'nope'; available datasets:"),
+        (["--sampler", "nope"], "unknown sampler 'nope'"),
+        (["--head", "mdn:"], "malformed head spec 'mdn:'"),
+        (["--head", "mdn:components"], "malformed option 'components'"),
+        (["--head", "mdn:components=0"], "'components': 0 is below the minimum 1"),
+        (["--head", "mdn:components=2.5"], "'2.5' is not an integer"),
+        (["--head", "mdn:colour=red"], "unknown parameter 'colour' for head 'mdn'; allowed parameters:"),
+        (["--dataset", "spiral:n=abc"], "'abc' is not an integer"),
+        (["--epochs", "0"], "0 is not in the range x>=1"),
+        (["--epochs", "-3"], "is not in the range"),
+        (["--epochs", "many"], "'many' is not a valid integer"),
+        (["--dataset", "spiral:n=2,val=1,test=1"], "'n': 2 is below the minimum 3"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, fragment, tmp_path):
+    result = probreg("run", *args, "--output", str(tmp_path / "out"), timeout=60)
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_existing_output_needs_force(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    result = probreg("run", "--output", str(out))
+    assert_one_line_error(result, "already exists; use --force to replace it")
+
+
+def test_force_refuses_to_wipe_an_unrelated_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    result = probreg("run", "--output", str(tmp_path), "--force")
+    assert_one_line_error(result, "holds no probreg output")
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = probreg("run", "--output", str(locked / "run"))
+    assert_one_line_error(result, "cannot write to output directory")
+
+
+def test_unwritable_output_as_root_too(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = probreg("run", "--output", str(blocker / "run"))
+    assert_one_line_error(result, "cannot write to output directory")
+
+
+def test_run_end_to_end_writes_every_artifact(tmp_path):
+    out = tmp_path / "run"
+    start = time.time()
+    result = probreg(
+        "run",
+        "--dataset", "spiral:n=1000,val=200,test=500",
+        "--head", "mdn:components=4,hidden=16+16",
+        "--epochs", "3",
+        "--seed", "1",
+        "--output", str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.time() - start < 120
+    for name in ("metrics.json", "config.json", "model.keras", "history.json", "samples.png",
+                 "density.png", "training.png", "calibration.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("dataset", "head", "sampler", "seed", "epochs", "train_seconds", "status", "test", "bayes_nll"):
+        assert key in metrics
+    assert metrics["status"] == "completed" and metrics["epochs"] == 3 and metrics["seed"] == 1
+    assert set(metrics["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert metrics["bayes_nll"] < metrics["test"]["nll"]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["loss"]) == 3 and len(history["val_loss"]) == 3
+    # The summary table is printed on stdout; progress went to stderr.
+    assert "test nll" in result.stdout and "Bayes limit" in result.stdout
+    assert "epoch" in result.stderr
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_quiet_prints_only_the_summary(tmp_path):
+    result = probreg(
+        "run", "--dataset", "spiral:n=300,val=50,test=50", "--head", "mlp:hidden=8",
+        "--epochs", "1", "--quiet", "--output", str(tmp_path / "q"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epoch" not in result.stderr
+    assert "test nll" in result.stdout

@@ -1,0 +1,91 @@
+"""The spec syntax and parameter validation shared by every plugin kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from probreg.errors import UsageError
+from probreg.params import Param, format_spec, parse_spec, resolve_options
+
+PARAMS = (
+    Param("components", "int", 20, "mixture components", minimum=1),
+    Param("rate", "float", 0.5, "a rate", minimum=0, maximum=1),
+    Param("hidden", "ints", (64, 64), "sizes", minimum=1),
+    Param("kind", "str", "a", "a choice", choices=("a", "b")),
+    Param("flag", "bool", False, "a switch"),
+    Param("columns", "strs", None, "column names"),
+)
+
+
+def test_parse_spec_splits_name_and_options():
+    assert parse_spec("mdn") == ("mdn", {})
+    assert parse_spec("mdn:components=3,hidden=8+8") == ("mdn", {"components": "3", "hidden": "8+8"})
+    assert parse_spec(" csv:path=a=b.csv ") == ("csv", {"path": "a=b.csv"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("mdn:", "nothing after ':'"),
+        ("mdn:components", "expected key=value"),
+        (":components=3", "the name is missing"),
+        ("", "malformed"),
+        ("mdn:components=3,components=4", "given twice"),
+        ("mdn:=3", "expected key=value"),
+    ],
+)
+def test_malformed_specs_are_refused(spec, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        parse_spec(spec, "head")
+
+
+def test_values_are_typed_and_defaults_filled():
+    values = resolve_options(
+        PARAMS, {"components": "3", "rate": "0.25", "hidden": "8+16", "flag": "yes"}, "head 'x'"
+    )
+    assert values == {
+        "components": 3,
+        "rate": 0.25,
+        "hidden": (8, 16),
+        "kind": "a",
+        "flag": True,
+        "columns": None,
+    }
+    # Python values from the API are checked the same way.
+    assert resolve_options(PARAMS, {"hidden": [4, 5], "components": 2}, "x")["hidden"] == (4, 5)
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ({"components": "0"}, "below the minimum 1"),
+        ({"components": "2.5"}, "'2.5' is not an integer"),
+        ({"components": "abc"}, "not an integer"),
+        ({"components": True}, "not an integer"),
+        ({"rate": "nan"}, "not a finite number"),
+        ({"rate": "2"}, "above the maximum 1"),
+        ({"hidden": "8+"}, "joined with '\\+'"),
+        ({"hidden": "8+0"}, "below the minimum"),
+        ({"kind": "c"}, "allowed: a, b"),
+        ({"flag": "maybe"}, "not true or false"),
+        ({"speed": "1"}, "unknown parameter 'speed' for head 'x'; allowed parameters: components"),
+    ],
+)
+def test_invalid_values_name_the_problem_and_what_is_allowed(given, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        resolve_options(PARAMS, given, "head 'x'")
+
+
+def test_required_parameters():
+    params = (Param("path", "str", None, "a file", required=True),)
+    with pytest.raises(UsageError, match="needs parameter 'path'"):
+        resolve_options(params, {}, "dataset 'csv'")
+
+
+def test_format_spec_round_trips_non_defaults():
+    options = resolve_options(PARAMS, {"hidden": "8+8", "rate": "0.1"}, "x")
+    spec = format_spec("mdn", PARAMS, options)
+    assert spec == "mdn:rate=0.1,hidden=8+8"
+    name, raw = parse_spec(spec)
+    assert resolve_options(PARAMS, raw, "x") == options
+    assert format_spec("mdn", PARAMS, resolve_options(PARAMS, {}, "x")) == "mdn"

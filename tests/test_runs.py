@@ -1,0 +1,94 @@
+"""Saving and loading runs: identical predictions, Keras safe mode, clear errors for bad run dirs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import probreg
+from probreg.errors import PluginError, UsageError
+
+
+def test_api_result_holds_metrics_model_and_distribution(small_run):
+    assert small_run.status == "completed"
+    assert set(small_run.metrics["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert small_run.distribution.batch_size == len(small_run.data.x_test)
+    # The metrics are those of the returned distribution on the test data.
+    nll = -np.mean(small_run.distribution.log_prob(small_run.data.y_test))
+    assert small_run.metrics["test"]["nll"] == pytest.approx(nll)
+    on_disk = json.loads((small_run.run_dir / "metrics.json").read_text())
+    assert on_disk["test"] == small_run.metrics["test"]
+
+
+def test_save_load_predict_gives_identical_outputs(small_run):
+    loaded = probreg.load_run(small_run.run_dir)
+    x = small_run.data.x_test
+    np.testing.assert_array_equal(small_run.predictor.outputs(x), loaded.predictor.outputs(x))
+    np.testing.assert_array_equal(
+        loaded.distribution(x).log_prob(small_run.data.y_test),
+        small_run.distribution.log_prob(small_run.data.y_test),
+    )
+    assert loaded.sampler.spec == "ancestral"
+    assert loaded.config["head"]["package"] == "probreg.default_plugins.mdn"
+
+
+def test_plain_keras_load_model_needs_no_custom_objects(small_run):
+    """A fresh process reloads the .keras file with keras.saving.load_model and nothing else."""
+    code = (
+        "import sys, numpy as np, keras, probreg.layers, probreg.losses\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "assert model.loss.__class__.__name__ == 'GaussianMixtureNLL'\n"
+        "print(model.predict(np.zeros((2, 1), 'float32'), verbose=0).shape)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(small_run.run_dir / "model.keras")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(2, 15)" in result.stdout  # 5 components: 5 + 2 * 5 * 1 columns
+
+
+def test_missing_run_dir_is_a_one_line_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        probreg.load_run(tmp_path / "nowhere")
+    with pytest.raises(UsageError, match="has no config.json"):
+        probreg.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_corrupt_or_truncated_model_is_a_one_line_error(small_run, tmp_path, damage):
+    copy = tmp_path / "copy"
+    shutil.copytree(small_run.run_dir, copy)
+    model = copy / "model.keras"
+    if damage == "truncate":
+        model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    elif damage == "garbage":
+        model.write_bytes(b"not a zip file at all")
+    else:
+        model.unlink()
+    with pytest.raises(UsageError, match="model file .* (corrupt or truncated|is missing)"):
+        probreg.load_run(copy)
+
+
+def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(small_run.run_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["head"] = {"spec": "ghost:depth=3", "package": "probreg-ghost", "version": "1.2.0"}
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PluginError, match="head 'ghost' from plugin package 'probreg-ghost' 1.2.0"):
+        probreg.load_run(copy)
+
+
+def test_corrupt_config_is_a_one_line_error(small_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(small_run.run_dir, copy)
+    (copy / "config.json").write_text("{ half written")
+    with pytest.raises(UsageError, match="config.json' is corrupt"):
+        probreg.load_run(copy)
