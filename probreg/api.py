@@ -20,6 +20,7 @@ import numpy as np
 from probreg import __version__, files, plugins
 from probreg.datasets import Data, Dataset
 from probreg.distributions import Distribution
+from probreg.errors import TrainingError
 from probreg.heads import Head
 from probreg.samplers import Sampler
 
@@ -116,10 +117,7 @@ def train_head(
         stream = len(data.x_train) > 1_000_000
     if stream:
         # Standardise batch by batch: no standardised copy of the training data is made.
-        x_train, y_train = (
-            _LazyStandardised(data.x_train, x_scaling),
-            _LazyStandardised(data.y_train, y_scaling),
-        )
+        x_train, y_train = x_scaling.lazy(data.x_train), y_scaling.lazy(data.y_train)
     else:
         x_train, y_train = x_scaling.transform(data.x_train), y_scaling.transform(data.y_train)
     result = training.fit(
@@ -136,19 +134,6 @@ def train_head(
     )
     head.after_fit(model, x_val, y_val)
     return Predictor(model, head, x_scaling, y_scaling), result
-
-
-class _LazyStandardised:
-    """Rows of an array, standardised only when a batch of them is taken."""
-
-    def __init__(self, rows: np.ndarray, scaling) -> None:
-        self.rows, self.scaling = rows, scaling
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index) -> np.ndarray:
-        return self.scaling.transform(self.rows[index])
 
 
 def run(
@@ -172,8 +157,6 @@ def run(
     disk (handy in notebooks). A Ctrl-C during training keeps the best weights so far and
     finishes the run with ``status == "interrupted"``.
     """
-    from probreg.metrics import bayes_nll, evaluate
-
     say = echo or (_silent if quiet else _stderr)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     run_dir = None
@@ -187,15 +170,49 @@ def run(
         f"Training {head_.spec} on {len(data.x_train)} rows "
         f"({len(data.x_val)} validation, {len(data.x_test)} test)"
     )
-    predictor, fitted = train_head(head_, data, seed, verbose=not quiet, stream=stream)
+    try:
+        predictor, fitted = train_head(head_, data, seed, verbose=not quiet, stream=stream)
+    except TrainingError as error:
+        if run_dir is not None:  # leave a folder that says what happened, not an empty one
+            files.write_json(
+                run_dir / "metrics.json",
+                {
+                    "dataset": dataset_.spec,
+                    "head": head_.spec,
+                    "seed": seed,
+                    "status": "diverged",
+                    "error": str(error),
+                    "test": None,
+                },
+            )
+        raise
+    result = evaluate_and_save(data, predictor, fitted, dataset_, head_, sampler_, seed, run_dir)
+    if run_dir is not None:
+        say(f"Wrote {run_dir}")
+    return result
+
+
+def evaluate_and_save(
+    data: Data,
+    predictor,
+    fitted,
+    dataset: Dataset,
+    head: Head,
+    sampler: Sampler,
+    seed: int,
+    run_dir: Path | None,
+) -> RunResult:
+    """Score a trained head on the test part, draw from it, and write its run folder if asked."""
+    from probreg.metrics import bayes_nll, evaluate
+
     distribution = predictor.distribution(data.x_test)
-    samples = sampler_.sample(distribution, np.random.default_rng(seed), 1)[0]
+    samples = sampler.sample(distribution, np.random.default_rng(seed), 1)[0]
     scores = evaluate(distribution, data.y_test)
     bayes = bayes_nll(data.log_density, data.x_test, data.y_test)
     metrics = {
-        "dataset": dataset_.spec,
-        "head": head_.spec,
-        "sampler": sampler_.spec,
+        "dataset": dataset.spec,
+        "head": head.spec,
+        "sampler": sampler.spec,
         "seed": seed,
         "status": fitted.status,
         "epochs": fitted.epochs,
@@ -210,8 +227,7 @@ def run(
     }
     result = RunResult(metrics, data, predictor, distribution, samples, fitted.history, run_dir)
     if run_dir is not None:
-        save_run(run_dir, result, dataset_, head_, sampler_, seed)
-        say(f"Wrote {run_dir}")
+        save_run(run_dir, result, dataset, head, sampler, seed)
     return result
 
 

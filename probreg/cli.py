@@ -73,7 +73,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 @click.option(
     "--dataset", "-d", default="spiral", show_default=True, help=f"Dataset spec: {SPEC_HELP}."
 )
-@click.option("--head", "-m", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
+@click.option("--head", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
 @click.option(
     "--sampler", "-s", default="ancestral", show_default=True, help=f"Sampler spec: {SPEC_HELP}."
 )
@@ -113,6 +113,207 @@ def run(dataset, head, sampler, epochs, seed, output, force, quiet) -> int:
         click.echo("Interrupted: the best weights so far were kept and evaluated.", err=True)
         return 130
     return 0
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    if text == "all":
+        return None if option == "--seeds" else []
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is not a comma-separated list of integers", param_hint=option
+        ) from None
+    if not values or min(values) < 0:
+        raise click.BadParameter(f"'{text}' must list integers >= 0", param_hint=option)
+    return values
+
+
+@cli.command()
+@click.option(
+    "--dataset", "-d", default="spiral", show_default=True, help=f"Dataset spec: {SPEC_HELP}."
+)
+@click.option(
+    "--head",
+    "heads",
+    multiple=True,
+    help=f"Head spec, repeat for each head: {SPEC_HELP}.  [default: mlp and mdn]",
+)
+@click.option(
+    "--sampler", "-s", default="ancestral", show_default=True, help=f"Sampler spec: {SPEC_HELP}."
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Most epochs for every head.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="One seed for data, initialisation and sampling.",
+)
+@click.option("--seeds", help="Several seeds, e.g. 0,1,2: report mean and standard error.")
+@click.option("--splits", help="For datasets with a split parameter (uci): 'all' or e.g. 0,1,2.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Report directory [default: a new folder under reports/].",
+)
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output; only the ranking.")
+def compare(dataset, heads, sampler, epochs, seed, seeds, splits, output, force, quiet) -> int:
+    """Train several heads on the same data and rank them in one report.
+
+    \b
+    Example:
+      probreg compare --dataset spiral --head mlp --head mdn --head mdn:components=3
+    """
+    from probreg import compare as comparing
+
+    if seeds is not None and splits is not None:
+        raise click.UsageError("give --seeds or --splits, not both")
+    seed_list = _int_list(seeds, "--seeds") or [seed]
+    split_list = _int_list(splits, "--splits")
+    if split_list == []:
+        split_list = _all_splits(dataset)
+    result = comparing.compare(
+        dataset,
+        list(heads) or ["mlp", "mdn"],
+        sampler,
+        seeds=seed_list,
+        splits=split_list,
+        epochs=epochs,
+        output=output,
+        force=force,
+        quiet=quiet,
+    )
+    click.echo(_ranking(result))
+    if result.report_dir is not None:
+        click.echo(f"  report: {result.report_dir / 'report.html'}")
+    return 130 if any(run["status"] == "interrupted" for run in result.runs) else 0
+
+
+def _all_splits(dataset: str) -> list[int]:
+    from probreg import plugins
+
+    instance = plugins.create("dataset", dataset)
+    count = getattr(instance, "n_splits", None)
+    if count is None:
+        raise ProbregError(f"dataset '{instance.name}' has no splits; use --seeds")
+    return list(range(count()))
+
+
+def _ranking(result) -> str:
+    lines = [f"{'#':>2}  {'head':<28}{'nll':>10}{'crps':>10}{'rmse':>10}{'cov90':>8}"]
+    for row in result.table:
+        lines.append(
+            f"{row['rank']:>2}  {row['head']:<28}{row['nll']:>10.4f}{row['crps']:>10.4f}"
+            f"{row['rmse']:>10.4f}{row['coverage_90']:>8.3f}"
+        )
+    if result.bayes_nll is not None:
+        lines.append(f"    {'Bayes limit':<28}{result.bayes_nll:>10.4f}")
+    return "\n".join(lines)
+
+
+def _levels(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is not a comma-separated list of numbers", param_hint="--quantiles"
+        ) from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--input",
+    "-i",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="CSV with the run's input columns.",
+)
+@click.option(
+    "--output",
+    "-o",
+    "output_path",
+    default="-",
+    show_default=True,
+    help="CSV to write; - for standard output.",
+)
+@click.option(
+    "--samples",
+    "-n",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Draws per row, from the run's sampler.",
+)
+@click.option("--quantiles", help="Quantile levels, e.g. 0.05,0.5,0.95.")
+@click.option(
+    "--mean", is_flag=True, help="The predictive mean (the default when nothing else is asked)."
+)
+@click.option(
+    "--params", is_flag=True, help="The distribution's parameters (mixture weights, means, scales)."
+)
+@click.option(
+    "--sampler", "-s", help=f"Sampler spec for --samples [default: the run's]: {SPEC_HELP}."
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for the draws."
+)
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
+def predict(
+    run_dir, input_path, output_path, samples, quantiles, mean, params, sampler, seed, force
+) -> None:
+    """Predict for new inputs with a trained run directory.
+
+    \b
+    Example:
+      probreg predict runs/my-run -i new.csv -o out.csv --samples 10 --quantiles 0.05,0.95
+    """
+    from probreg.predict import predict as predicting
+
+    header, table = predicting(
+        run_dir,
+        input_path,
+        output_path,
+        samples=samples,
+        quantiles=_levels(quantiles),
+        mean=mean,
+        params=params,
+        sampler=sampler,
+        seed=seed,
+        force=force,
+    )
+    if output_path != "-":
+        click.echo(f"Wrote {len(table)} rows x {len(header)} columns to {output_path}", err=True)
+
+
+@cli.command("plugins")
+@click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(show_all: bool, as_json: bool) -> None:
+    """List installed plugin packages and what each registers."""
+    from probreg import plugins
+
+    packages = plugins.installed(include_builtins=show_all)
+    if as_json:
+        click.echo(json.dumps(packages, indent=2))
+        return
+    if not packages:
+        click.echo("No plugin packages installed (use --all to see the built-ins).")
+        return
+    for package in packages:
+        click.secho(f"{package['name']} {package['version']}".rstrip(), bold=True)
+        if "error" in package:
+            click.echo(f"  broken: {package['error']}")
+        for kind in ("datasets", "heads", "samplers"):
+            if package[kind]:
+                click.echo(f"  {kind}: {', '.join(sorted(package[kind]))}")
 
 
 @cli.command("list")

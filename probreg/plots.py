@@ -197,6 +197,16 @@ def calibration_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
     return figure
 
 
+def pit_thumbnail(values: np.ndarray) -> plt.Figure:
+    """A tiny PIT histogram for a table cell."""
+    figure, ax = plt.subplots(figsize=(1.5, 0.6))
+    ax.hist(values, bins=10, range=(0, 1), density=True, color=SAMPLE_COLOUR)
+    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+    ax.set_axis_off()
+    figure.subplots_adjust(0, 0, 1, 1)
+    return figure
+
+
 def draw_all(
     out_dir: str | os.PathLike,
     x: np.ndarray,

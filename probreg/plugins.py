@@ -216,6 +216,31 @@ def broken_plugins() -> dict[str, str]:
     return dict(_broken)
 
 
+def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
+    """Plugin packages with their version and what each registers (for ``probreg plugins``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for kind, entries in registry().items():
+        for entry in entries.values():
+            if entry.source.builtin and not include_builtins:
+                continue
+            item = found.setdefault(
+                entry.source.name,
+                {
+                    "name": entry.source.name,
+                    "version": entry.source.version,
+                    "heads": [],
+                    "datasets": [],
+                    "samplers": [],
+                },
+            )
+            item[f"{kind}s"].append(entry.name)
+    for name, reason in _broken.items():
+        found.setdefault(
+            name, {"name": name, "version": "", "heads": [], "datasets": [], "samplers": []}
+        )["error"] = reason
+    return [found[name] for name in sorted(found)]
+
+
 def get(kind: str, name: str) -> Entry:
     """The registered plugin ``name`` of ``kind``, or a one-line error listing what exists."""
     entries = registry()[kind]

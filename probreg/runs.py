@@ -42,12 +42,29 @@ class Standardizer:
     def transform(self, rows: np.ndarray) -> np.ndarray:
         return ((np.asarray(rows, np.float64) - self.mean) / self.scale).astype(np.float32)
 
+    def lazy(self, rows: np.ndarray) -> StandardisedRows:
+        """A view of ``rows`` that is standardised only when rows are taken from it."""
+        return StandardisedRows(rows, self)
+
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, list[float]]) -> Standardizer:
         return cls(np.asarray(data["mean"], np.float64), np.asarray(data["scale"], np.float64))
+
+
+class StandardisedRows:
+    """Rows of an array (or memory map), standardised batch by batch as they are indexed."""
+
+    def __init__(self, rows: np.ndarray, scaling: Standardizer) -> None:
+        self.rows, self.scaling = rows, scaling
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.scaling.transform(self.rows[index])
 
 
 class Predictor:

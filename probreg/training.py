@@ -111,6 +111,59 @@ class _LearningRateLog(keras.callbacks.Callback):
             )
 
 
+def training_batches(x, y, batch_size: int, seed: int, stream: bool) -> dict:
+    """``model.fit`` keyword arguments that feed shuffled mini-batches of ``(x, y)``.
+
+    On TensorFlow this is a ``tf.data`` pipeline (about twice as fast as handing Keras numpy
+    arrays on a CPU); on other backends, arrays or a :class:`BatchStream`. When streaming, only
+    row indices are shuffled and each batch is gathered as it is needed.
+    """
+    if keras.backend.backend() != "tensorflow":
+        if stream:
+            return {"x": BatchStream(x, y, batch_size, seed), "shuffle": False}
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    rows = len(x)
+    if stream:
+        x_dim, y_dim = x[np.arange(1)].shape[1], y[np.arange(1)].shape[1]
+
+        def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            index = np.sort(index)
+            return np.asarray(x[index], np.float32), np.asarray(y[index], np.float32)
+
+        def load(index):
+            xb, yb = tf.numpy_function(gather, [index], [tf.float32, tf.float32])
+            return tf.ensure_shape(xb, [None, x_dim]), tf.ensure_shape(yb, [None, y_dim])
+
+        batches = (
+            tf.data.Dataset.range(rows)
+            .shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(load)
+        )
+    else:
+        batches = (
+            tf.data.Dataset.from_tensor_slices((x, y))
+            .shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+        )
+    return {"x": batches.prefetch(tf.data.AUTOTUNE), "shuffle": False}  # shuffled above
+
+
+def validation_batches(x: np.ndarray, y: np.ndarray):
+    """Validation data for ``model.fit``; cached ``tf.data`` on TensorFlow.
+
+    Numpy validation arrays cost about 0.1 s per epoch on TensorFlow (a new iterator each time),
+    more than a whole epoch of training on the spiral.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return (x, y)
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8192).cache()
+
+
 def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
@@ -118,10 +171,23 @@ def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
     import os
-    wd = float(os.environ.get("EXP_WD", "0")); ema = float(os.environ.get("EXP_EMA", "0"))
+
+    wd = float(os.environ.get("EXP_WD", "0"))
+    ema = float(os.environ.get("EXP_EMA", "0"))
     if wd:
-        return keras.optimizers.AdamW(learning_rate, weight_decay=wd, use_ema=ema > 0, ema_momentum=ema or 0.99, ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None)
-    return keras.optimizers.Adam(learning_rate, use_ema=ema > 0, ema_momentum=ema or 0.99, ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None)
+        return keras.optimizers.AdamW(
+            learning_rate,
+            weight_decay=wd,
+            use_ema=ema > 0,
+            ema_momentum=ema or 0.99,
+            ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None,
+        )
+    return keras.optimizers.Adam(
+        learning_rate,
+        use_ema=ema > 0,
+        ema_momentum=ema or 0.99,
+        ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None,
+    )
 
 
 def fit(
@@ -139,8 +205,9 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place; keep the weights of the epoch with the lowest validation loss.
 
-    ``stream=True`` feeds batches through :class:`BatchStream` instead of handing Keras the whole
-    arrays. Raises :class:`TrainingError` if the loss stops being finite.
+    ``stream=True`` gathers each batch from ``x_train``/``y_train`` (arrays, memory maps, or
+    anything indexable by row arrays) instead of copying them into the input pipeline.
+    Raises :class:`TrainingError` if the loss stops being finite.
     """
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     model.compile(
@@ -162,10 +229,7 @@ def fit(
         )
     if verbose:
         callbacks.append(_Progress(config.epochs))
-    if stream:
-        inputs = {"x": BatchStream(x_train, y_train, config.batch_size, seed)}
-    else:
-        inputs = {"x": x_train, "y": y_train, "batch_size": config.batch_size, "shuffle": True}
+    inputs = training_batches(x_train, y_train, config.batch_size, seed, stream)
     start = time.perf_counter()
     status = "completed"
     history = keras.callbacks.History()
@@ -173,8 +237,8 @@ def fit(
         model.fit(
             **inputs,
             epochs=config.epochs,
-            validation_data=(x_val, y_val),
-            callbacks=[history, *callbacks],
+            validation_data=validation_batches(x_val, y_val),
+            callbacks=[callbacks[0], history, *callbacks[1:]],  # history after the LR log
             verbose=0,
         )
     except KeyboardInterrupt:

@@ -6,9 +6,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import pytest  # noqa: E402
+import pytest
 
-from probreg import plugins  # noqa: E402
+from probreg import plugins
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ def probreg(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     )
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:
+def assert_one_line_error(
+    result: subprocess.CompletedProcess, fragment: str, code: int = 2
+) -> None:
     assert result.returncode == code, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("Error: ")]
@@ -68,7 +70,10 @@ def test_list_json_describes_parameters():
         (["--head", "mdn:components"], "malformed option 'components'"),
         (["--head", "mdn:components=0"], "'components': 0 is below the minimum 1"),
         (["--head", "mdn:components=2.5"], "'2.5' is not an integer"),
-        (["--head", "mdn:colour=red"], "unknown parameter 'colour' for head 'mdn'; allowed parameters:"),
+        (
+            ["--head", "mdn:colour=red"],
+            "unknown parameter 'colour' for head 'mdn'; allowed parameters:",
+        ),
         (["--dataset", "spiral:n=abc"], "'abc' is not an integer"),
         (["--epochs", "0"], "0 is not in the range x>=1"),
         (["--epochs", "-3"], "is not in the range"),
@@ -117,19 +122,42 @@ def test_run_end_to_end_writes_every_artifact(tmp_path):
     start = time.time()
     result = probreg(
         "run",
-        "--dataset", "spiral:n=1000,val=200,test=500",
-        "--head", "mdn:components=4,hidden=16+16",
-        "--epochs", "3",
-        "--seed", "1",
-        "--output", str(out),
+        "--dataset",
+        "spiral:n=1000,val=200,test=500",
+        "--head",
+        "mdn:components=4,hidden=16+16",
+        "--epochs",
+        "3",
+        "--seed",
+        "1",
+        "--output",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert time.time() - start < 120
-    for name in ("metrics.json", "config.json", "model.keras", "history.json", "samples.png",
-                 "density.png", "training.png", "calibration.png"):
+    for name in (
+        "metrics.json",
+        "config.json",
+        "model.keras",
+        "history.json",
+        "samples.png",
+        "density.png",
+        "training.png",
+        "calibration.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("dataset", "head", "sampler", "seed", "epochs", "train_seconds", "status", "test", "bayes_nll"):
+    for key in (
+        "dataset",
+        "head",
+        "sampler",
+        "seed",
+        "epochs",
+        "train_seconds",
+        "status",
+        "test",
+        "bayes_nll",
+    ):
         assert key in metrics
     assert metrics["status"] == "completed" and metrics["epochs"] == 3 and metrics["seed"] == 1
     assert set(metrics["test"]) == {"nll", "crps", "rmse", "coverage_90"}
@@ -144,8 +172,16 @@ def test_run_end_to_end_writes_every_artifact(tmp_path):
 
 def test_quiet_prints_only_the_summary(tmp_path):
     result = probreg(
-        "run", "--dataset", "spiral:n=300,val=50,test=50", "--head", "mlp:hidden=8",
-        "--epochs", "1", "--quiet", "--output", str(tmp_path / "q"),
+        "run",
+        "--dataset",
+        "spiral:n=300,val=50,test=50",
+        "--head",
+        "mlp:hidden=8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--output",
+        str(tmp_path / "q"),
     )
     assert result.returncode == 0, result.stderr
     assert "epoch" not in result.stderr

@@ -73,7 +73,9 @@ def test_crps_matches_numeric_integral_of_cdf(rng):
         expected = integrate.simpson(cdf(below) ** 2, x=below) + integrate.simpson(
             (1 - cdf(above)) ** 2, x=above
         )
-        assert mixture[np.array([row])].crps(y[row : row + 1])[0] == pytest.approx(expected, rel=1e-7)
+        assert mixture[np.array([row])].crps(y[row : row + 1])[0] == pytest.approx(
+            expected, rel=1e-7
+        )
 
 
 def test_crps_of_single_gaussian_is_scoringrules_normal(rng):

@@ -19,7 +19,10 @@ PARAMS = (
 
 def test_parse_spec_splits_name_and_options():
     assert parse_spec("mdn") == ("mdn", {})
-    assert parse_spec("mdn:components=3,hidden=8+8") == ("mdn", {"components": "3", "hidden": "8+8"})
+    assert parse_spec("mdn:components=3,hidden=8+8") == (
+        "mdn",
+        {"components": "3", "hidden": "8+8"},
+    )
     assert parse_spec(" csv:path=a=b.csv ") == ("csv", {"path": "a=b.csv"})
 
 
@@ -86,6 +89,6 @@ def test_format_spec_round_trips_non_defaults():
     options = resolve_options(PARAMS, {"hidden": "8+8", "rate": "0.1"}, "x")
     spec = format_spec("mdn", PARAMS, options)
     assert spec == "mdn:rate=0.1,hidden=8+8"
-    name, raw = parse_spec(spec)
+    _, raw = parse_spec(spec)
     assert resolve_options(PARAMS, raw, "x") == options
     assert format_spec("mdn", PARAMS, resolve_options(PARAMS, {}, "x")) == "mdn"

@@ -1,4 +1,4 @@
-"""Saving and loading runs: identical predictions, Keras safe mode, clear errors for bad run dirs."""
+"""Saving and loading runs: identical predictions, Keras safe mode, clear errors for bad runs."""
 
 from __future__ import annotations
 

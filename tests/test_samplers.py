@@ -17,7 +17,8 @@ WEIGHTS = np.array([0.2, 0.5, 0.3])
 def separated(n=4, scale=1.0) -> GaussianMixture:
     return GaussianMixture(
         np.log(np.tile(WEIGHTS, (n, 1))),
-        np.tile(np.array([-10.0, 0.0, 10.0])[None, :, None], (n, 1, 1)) + np.arange(n)[:, None, None],
+        np.tile(np.array([-10.0, 0.0, 10.0])[None, :, None], (n, 1, 1))
+        + np.arange(n)[:, None, None],
         np.full((n, 3, 1), scale),
     )
 
@@ -29,7 +30,9 @@ def component_share(draws, offsets):
 
 def test_ancestral_draws_match_mean_and_variance():
     mixture = separated()
-    draws = plugins.create("sampler", "ancestral").sample(mixture, np.random.default_rng(0), 100_000)
+    draws = plugins.create("sampler", "ancestral").sample(
+        mixture, np.random.default_rng(0), 100_000
+    )
     assert draws.shape == (100_000, 4, 1)
     np.testing.assert_allclose(draws.mean(axis=0), mixture.mean(), atol=0.06)
     np.testing.assert_allclose(draws.var(axis=0), mixture.variance(), rtol=0.02)
@@ -52,14 +55,18 @@ def test_hot_temperature_makes_components_equally_likely():
 
 
 def test_temperature_one_keeps_the_fitted_weights():
-    draws = plugins.create("sampler", "ancestral").sample(separated(), np.random.default_rng(3), 30_000)
+    draws = plugins.create("sampler", "ancestral").sample(
+        separated(), np.random.default_rng(3), 30_000
+    )
     np.testing.assert_allclose(component_share(draws, np.arange(4)), WEIGHTS, atol=0.01)
 
 
 @pytest.mark.parametrize("sigma_temperature", [0.25, 2.0])
 def test_sigma_temperature_scales_the_component_standard_deviation(sigma_temperature):
     mixture = separated(scale=0.5)
-    sampler = plugins.create("sampler", f"ancestral:temperature=0.001,sigma_temperature={sigma_temperature}")
+    sampler = plugins.create(
+        "sampler", f"ancestral:temperature=0.001,sigma_temperature={sigma_temperature}"
+    )
     draws = sampler.sample(mixture, np.random.default_rng(4), 50_000)
     np.testing.assert_allclose(draws.std(axis=0), 0.5 * sigma_temperature, rtol=0.02)
 

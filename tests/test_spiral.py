@@ -17,7 +17,9 @@ def data():
 def test_parts_shapes_and_rescaling(data):
     assert data.x_train.shape == (3000, 1) and data.y_val.shape == (500, 1)
     assert data.x_test.shape == (3000, 1)
-    everything = np.concatenate([data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test])
+    everything = np.concatenate(
+        [data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test]
+    )
     # One scalar min-max rescaling of the whole draw to [0, 5].
     assert everything.min() == pytest.approx(0.0, abs=1e-6)
     assert everything.max() == pytest.approx(5.0, abs=1e-5)
@@ -55,7 +57,10 @@ def test_density_matches_a_histogram_of_fresh_draws():
     fine = np.linspace(0.0, 5.0, 40 * 200 + 1)
     density = np.exp(big.log_density(np.full_like(fine, 2.0), fine))
     expected = np.array(
-        [np.trapezoid(density[i * 200 : (i + 1) * 200 + 1], fine[i * 200 : (i + 1) * 200 + 1]) for i in range(40)]
+        [
+            np.trapezoid(density[i * 200 : (i + 1) * 200 + 1], fine[i * 200 : (i + 1) * 200 + 1])
+            for i in range(40)
+        ]
     )
     noise = np.sqrt(expected * (1 - expected) / in_slab.size)
     assert in_slab.size > 500

@@ -1,0 +1,86 @@
+"""Reading and writing CSV files with Python's ``csv`` module, with one-line errors.
+
+Errors name the file and, where it applies, the line (counting the header as line 1) and the
+column, so a user can open the file and fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from probreg import files
+from probreg.errors import UsageError
+
+
+def read_header_and_rows(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
+    """The header and the data rows of a comma-separated file, checked for shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"CSV file '{path}' does not exist")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UsageError(f"cannot read CSV file '{path}': {error}") from None
+    if not table:
+        raise UsageError(f"CSV file '{path}' is empty")
+    header = [name.strip() for name in table[0]]
+    if len(table) == 1:
+        raise UsageError(f"CSV file '{path}' has a header but no data rows")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise UsageError(f"CSV file '{path}' repeats column '{duplicates[0]}' in its header")
+    for line, row in enumerate(table[1:], start=2):
+        if len(row) != len(header):
+            raise UsageError(
+                f"CSV file '{path}' line {line} has {len(row)} fields but the header has "
+                f"{len(header)}"
+            )
+    return header, table[1:]
+
+
+def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> np.ndarray:
+    """The named columns as a ``(rows, len(columns))`` float array; every value finite."""
+    header, rows = read_header_and_rows(path)
+    missing = [name for name in columns if name not in header]
+    if missing:
+        raise UsageError(
+            f"CSV file '{path}' has no column '{missing[0]}'; its columns are: {', '.join(header)}"
+        )
+    index = [header.index(name) for name in columns]
+    values = np.empty((len(rows), len(columns)), np.float64)
+    for line, row in enumerate(rows, start=2):
+        for j, (name, i) in enumerate(zip(columns, index, strict=True)):
+            text = row[i].strip()
+            try:
+                value = float(text)
+            except ValueError:
+                raise UsageError(
+                    f"CSV file '{path}' line {line}, column '{name}': '{text}' is not a number"
+                ) from None
+            if not math.isfinite(value):
+                raise UsageError(
+                    f"CSV file '{path}' line {line}, column '{name}': '{text}' is not a finite "
+                    "number (NaN and infinity are not allowed)"
+                )
+            values[line - 2, j] = value
+    return values
+
+
+def write_table(path: str | os.PathLike, header: Sequence[str], columns: np.ndarray) -> None:
+    """Write ``columns`` (rows, len(header)) with a header, atomically; ``-`` means stdout."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([f"{v:.9g}" for v in row] for row in np.asarray(columns, np.float64))
+    if str(path) == "-":
+        print(buffer.getvalue(), end="")
+    else:
+        files.write_text(path, buffer.getvalue())

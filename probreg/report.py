@@ -1,0 +1,250 @@
+"""The comparison report: ``report.html`` (self-contained, images inline), ``report.md``,
+``metrics.json`` and the PNGs, all written atomically."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from probreg import files, plots
+from probreg.compare import COLUMNS, ComparisonResult
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+th, td { padding: 0.35em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
+th { background: #f4f4f4; } td.head, th.head { text-align: left; font-family: monospace; }
+td.best { font-weight: bold; background: #e8f5e9; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+code, pre { background: #f6f8fa; padding: 0.15em 0.3em; border-radius: 3px; }
+pre { padding: 0.7em; overflow-x: auto; }
+.note { color: #555; }
+"""
+
+CAPTIONS = {
+    "samples.png": "Ground truth, then one draw per test input from each head. The red line is "
+    "each head's predictive mean: all an MSE network can say.",
+    "density.png": "Each head's conditional density p(y | x) on a grid, test data in white.",
+    "intervals.png": "Observed test values against each head's 90% predictive interval.",
+    "calibration.png": "PIT histograms: flat is calibrated; U-shaped means overconfident; a hump "
+    "means underconfident.",
+    "training.png": "Training (thin) and validation (thick) loss per epoch, and the learning rate.",
+}
+
+
+def _format(key: str, value: Any, se: Any = None) -> str:
+    if value is None:
+        return "–"
+    if key == "parameters":
+        return f"{value:,}"
+    text = f"{value:.3f}" if key in ("coverage_90", "train_seconds") else f"{value:.4f}"
+    if key == "train_seconds":
+        text = f"{value:.1f}"
+    if se is not None:
+        text += f" ± {se:.1g}" if key == "train_seconds" else f" ± {se:.4f}"
+    return text
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _pit_thumbnail(view: plots.HeadView, y) -> str:
+    """A small PIT histogram as an inline PNG for the ranking table."""
+    figure = plots.pit_thumbnail(view.distribution.cdf(y).ravel())
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plots.plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _summary_sentence(result: ComparisonResult) -> str:
+    best = result.table[0]
+    text = f"Best by test NLL: {best['head']} ({best['nll']:.4f} nats per point)"
+    if result.bayes_nll is not None and best.get("bayes_gap") is not None:
+        text += f", {best['bayes_gap']:.4f} nats from the Bayes limit ({result.bayes_nll:.4f})"
+    if len(result.table) > 1:
+        runner = result.table[1]
+        text += f"; next: {runner['head']} ({runner['nll']:.4f})"
+    return text + "."
+
+
+def write(
+    out_dir: Path,
+    result: ComparisonResult,
+    *,
+    dataset: str,
+    replicates: Sequence[str],
+    views: Sequence[tuple[str, Any]],
+    command: str,
+    versions: dict[str, str],
+    extra_sections: Sequence[tuple[str, str, str]] = (),
+) -> None:
+    """Write every report file into ``out_dir``.
+
+    ``views`` pairs each head's label with its first replicate's run result (for pictures);
+    ``extra_sections`` are ``(title, html, markdown)`` blocks appended to both reports.
+    """
+    first = views[0][1]
+    data = first.data
+    head_views = [
+        plots.HeadView(
+            label, run.distribution, run.samples, run.history, run.predictor.distribution
+        )
+        for label, run in views
+    ]
+    pictures = plots.draw_all(out_dir, data.x_test, data.y_test, head_views, data.y_names)
+    thumbnails = {view.label: _pit_thumbnail(view, data.y_test) for view in head_views}
+    metrics = {
+        "dataset": dataset,
+        "replicates": list(replicates),
+        "bayes_nll": result.bayes_nll,
+        "heads": result.table,
+        "runs": result.runs,
+        "command": command,
+        "versions": versions,
+        "pictures": pictures,
+    }
+    files.write_json(out_dir / "metrics.json", metrics)
+    files.write_text(
+        out_dir / "report.md",
+        _markdown(result, dataset, replicates, pictures, command, versions, extra_sections),
+    )
+    files.write_text(
+        out_dir / "report.html",
+        _html(
+            result,
+            dataset,
+            replicates,
+            pictures,
+            thumbnails,
+            out_dir,
+            command,
+            versions,
+            extra_sections,
+        ),
+    )
+
+
+def _table_cells(row: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    cells = []
+    for key, _, _ in COLUMNS:
+        cells.append((key, _format(key, row.get(key), row.get(f"{key}_se")), key in row["best"]))
+    return cells
+
+
+def _replicate_note(replicates: Sequence[str]) -> str:
+    if len(replicates) == 1:
+        return f"One replicate ({replicates[0]})."
+    return f"Mean ± standard error over {len(replicates)} replicates ({', '.join(replicates)})."
+
+
+def _html(
+    result: ComparisonResult,
+    dataset: str,
+    replicates: Sequence[str],
+    pictures: Sequence[str],
+    thumbnails: dict[str, str],
+    out_dir: Path,
+    command: str,
+    versions: dict[str, str],
+    extra_sections: Sequence[tuple[str, str, str]],
+) -> str:
+    esc = html.escape
+    header = "".join(
+        f"<th>{esc(title)}</th>" + ("<th>calibration (PIT)</th>" if key == "coverage_90" else "")
+        for key, title, _ in COLUMNS
+    )
+    rows = []
+    for row in result.table:
+        cells = []
+        for key, text, best in _table_cells(row):
+            cls = ' class="best"' if best else ""
+            cells.append(f"<td{cls}>{esc(text)}</td>")
+            if key == "coverage_90":
+                cells.append(
+                    f'<td><img src="{thumbnails[row["head"]]}" alt="PIT histogram of '
+                    f'{esc(row["head"])}" width="120"></td>'
+                )
+        rows.append(
+            f'<tr><td>{row["rank"]}</td><td class="head">{esc(row["head"])}</td>'
+            f"{''.join(cells)}</tr>"
+        )
+    figures = "".join(
+        f'<figure><img src="{_png_data_uri(out_dir / name)}" alt="{esc(name)}">'
+        f"<figcaption>{esc(CAPTIONS.get(name, name))}</figcaption></figure>"
+        for name in pictures
+    )
+    runs = "".join(
+        f'<tr><td class="head">{esc(run["head"])}</td><td>{esc(run["replicate"])}</td>'
+        f"<td>{run['test']['nll']:.4f}</td><td>{run['test']['crps']:.4f}</td>"
+        f"<td>{run['test']['rmse']:.4f}</td><td>{run['test']['coverage_90']:.3f}</td>"
+        f"<td>{run['epochs']}</td><td>{run['train_seconds']:.1f}</td><td>{esc(run['status'])}</td>"
+        f'<td class="head">{esc(run["run_dir"] or "")}</td></tr>'
+        for run in result.runs
+    )
+    extra = "".join(f"<h2>{esc(title)}</h2>{body}" for title, body, _ in extra_sections)
+    version_items = ", ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>probreg compare: {esc(dataset)}</title><style>{CSS}</style></head>
+<body>
+<h1>probreg compare: <code>{esc(dataset)}</code></h1>
+<p>{esc(_summary_sentence(result))}</p>
+<h2>Ranking</h2>
+<p class="note">Test scores, lower is better except coverage (best: closest to 0.90). Best value in
+each column in bold. {esc(_replicate_note(replicates))}</p>
+<table id="ranking"><thead><tr><th>#</th><th class="head">head</th>{header}</tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<h2>Pictures</h2>{figures}
+{extra}
+<h2>Every run</h2>
+<table id="runs"><thead><tr><th class="head">head</th><th>replicate</th><th>NLL</th><th>CRPS</th>
+<th>RMSE</th><th>coverage 90%</th><th>epochs</th><th>train s</th><th>status</th>
+<th class="head">run folder</th></tr></thead><tbody>{runs}</tbody></table>
+<h2>Reproduce</h2><pre>{esc(command)}</pre>
+<p class="note">Versions: {version_items}.</p>
+</body></html>
+"""
+
+
+def _markdown(
+    result: ComparisonResult,
+    dataset: str,
+    replicates: Sequence[str],
+    pictures: Sequence[str],
+    command: str,
+    versions: dict[str, str],
+    extra_sections: Sequence[tuple[str, str, str]],
+) -> str:
+    header = "| # | head | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    lines = [
+        f"# probreg compare: `{dataset}`",
+        "",
+        _summary_sentence(result),
+        "",
+        f"Test scores; lower is better except coverage (best: closest to 0.90); best in bold. "
+        f"{_replicate_note(replicates)}",
+        "",
+        header,
+        "|" + "---|" * (len(COLUMNS) + 2),
+    ]
+    for row in result.table:
+        cells = [f"**{text}**" if best else text for _, text, best in _table_cells(row)]
+        lines.append(f"| {row['rank']} | `{row['head']}` | " + " | ".join(cells) + " |")
+    lines.append("")
+    for name in pictures:
+        lines += [f"![{name}]({name})", "", f"*{CAPTIONS.get(name, name)}*", ""]
+    for title, _, body in extra_sections:
+        lines += [f"## {title}", "", body, ""]
+    lines += ["## Reproduce", "", "```", command, "```", ""]
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    return "\n".join(lines) + "\n"

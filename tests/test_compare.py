@@ -1,0 +1,131 @@
+"""``compare``: labels, ranking, aggregation over seeds, and the self-contained report."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from probreg import plugins
+from probreg.compare import compare, head_labels, mean_and_se, rank
+
+
+def test_labels_are_distinct_and_readable():
+    heads = [plugins.create("head", s) for s in ("mdn", "mdn:components=3", "mdn", "mlp", "mdn")]
+    assert head_labels(heads) == ["mdn", "mdn:components=3", "mdn #2", "mlp", "mdn #3"]
+
+
+def test_mean_and_standard_error():
+    mean, se = mean_and_se([1.0, 2.0, 4.0])
+    assert mean == pytest.approx(7 / 3)
+    assert se == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1) / math.sqrt(3))
+    assert mean_and_se([5.0]) == (5.0, None)
+
+
+def test_rank_orders_by_nll_and_marks_the_best_of_each_column():
+    rows = [
+        {
+            "head": "a",
+            "nll": 1.0,
+            "crps": 0.2,
+            "rmse": 1.0,
+            "coverage_90": 0.95,
+            "train_seconds": 3.0,
+            "bayes_gap": 0.5,
+            "parameters": 10,
+        },
+        {
+            "head": "b",
+            "nll": 0.5,
+            "crps": 0.3,
+            "rmse": 2.0,
+            "coverage_90": 0.88,
+            "train_seconds": 9.0,
+            "bayes_gap": 0.0,
+            "parameters": 20,
+        },
+    ]
+    ranked = rank(rows)
+    assert [r["head"] for r in ranked] == ["b", "a"]
+    assert [r["rank"] for r in ranked] == [1, 2]
+    assert set(ranked[0]["best"]) == {"nll", "bayes_gap", "coverage_90"}  # 0.88 is closer to 0.9
+    assert set(ranked[1]["best"]) == {"crps", "rmse", "train_seconds"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "report"
+    result = compare(
+        "spiral:n=1200,val=300,test=800",
+        ["mlp:hidden=16+16", "mdn:components=4,hidden=32+32", "mdn:components=2,hidden=32+32"],
+        seeds=(0, 1),
+        epochs=4,
+        output=out,
+        quiet=True,
+    )
+    return result, out
+
+
+def test_compare_returns_the_ranked_table_as_data(report):
+    result, _ = report
+    assert [row["rank"] for row in result.table] == [1, 2, 3]
+    nlls = [row["nll"] for row in result.table]
+    assert nlls == sorted(nlls)
+    assert len(result.runs) == 6
+    for row in result.table:
+        mine = [run["test"]["nll"] for run in result.runs if run["head"] == row["head"]]
+        assert row["nll"] == pytest.approx(np.mean(mine))
+        assert row["nll_se"] == pytest.approx(np.std(mine, ddof=1) / math.sqrt(2))
+
+
+def test_every_head_sees_the_same_test_points(report):
+    result, out = report
+    for seed in (0, 1):
+        configs = [
+            json.loads((out / run["run_dir"] / "config.json").read_text())
+            for run in result.runs
+            if run["seed"] == seed
+        ]
+        assert len({c["dataset"]["spec"] for c in configs}) == 1
+        bayes = {run["bayes_nll"] for run in result.runs if run["seed"] == seed}
+        assert len(bayes) == 1  # identical test data gives one Bayes limit
+
+
+def test_report_files_and_metrics_json(report):
+    result, out = report
+    for name in (
+        "report.html",
+        "report.md",
+        "metrics.json",
+        "samples.png",
+        "density.png",
+        "training.png",
+        "calibration.png",
+    ):
+        assert (out / name).stat().st_size > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "spiral:n=1200,val=300,test=800"
+    assert metrics["bayes_nll"] == pytest.approx(result.bayes_nll)
+    run = metrics["runs"][0]
+    assert set(run["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert {"head", "train_seconds", "seed"} <= set(run)
+    assert {"nll", "nll_se", "crps_se"} <= set(metrics["heads"][0])
+    for run in metrics["runs"]:
+        assert (out / run["run_dir"] / "model.keras").is_file()  # same layout as `probreg run`
+
+
+def test_html_is_self_contained(report):
+    _, out = report
+    page = (out / "report.html").read_text()
+    command = (
+        "probreg compare --dataset spiral:n=1200,val=300,test=800 --head mlp:hidden=16+16 "
+        "--head mdn:components=4,hidden=32+32 --head mdn:components=2,hidden=32+32 "
+        "--seeds 0,1 --epochs 4"
+    )
+    assert command in page and 'id="ranking"' in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert page.count("data:image/png;base64,") >= 4 + 3  # figures + one PIT thumbnail per head
+    assert 'class="best"' in page

@@ -1,0 +1,108 @@
+"""Faults: NaN loss, Ctrl-C during training, atomic writes, and same seed -> same metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import keras
+import numpy as np
+import pytest
+
+from probreg import api, files
+from probreg.default_plugins.mdn import MDN
+from probreg.errors import TrainingError
+from probreg.hookspecs import hookimpl
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+class NaNLoss(keras.losses.Loss):
+    def call(self, y_true, y_pred):
+        return keras.ops.log(-keras.ops.abs(keras.ops.mean(y_pred, axis=-1)) - 1.0)
+
+
+class Exploding(MDN):
+    """An MDN whose loss is NaN from the first step."""
+
+    name = "exploding"
+
+    def loss(self, output_dim):
+        return NaNLoss()
+
+
+def test_nan_loss_stops_with_a_clear_message(temporary_plugin, tmp_path):
+    temporary_plugin(types.SimpleNamespace(register_heads=hookimpl(lambda register: register(Exploding))))
+    with pytest.raises(TrainingError, match="training diverged: the training loss became nan in epoch 1"):
+        api.run("spiral:n=300,val=50,test=50", "exploding:hidden=8,epochs=3", output=tmp_path / "r", quiet=True)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["test"] is None
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_same_seed_gives_the_same_metrics():
+    runs = [
+        api.run("spiral:n=600,val=100,test=300", "mdn:components=3,hidden=16+16,epochs=3", seed=4, write=False, quiet=True)
+        for _ in range(2)
+    ]
+    for key, value in runs[0].metrics["test"].items():
+        assert runs[1].metrics["test"][key] == pytest.approx(value, abs=1e-6), key
+    np.testing.assert_array_equal(runs[0].samples, runs[1].samples)
+    other = api.run("spiral:n=600,val=100,test=300", "mdn:components=3,hidden=16+16,epochs=3", seed=5, write=False, quiet=True)
+    assert other.metrics["test"]["nll"] != runs[0].metrics["test"]["nll"]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    files.write_json(target, {"ok": 1})
+
+    def broken_writer(path):
+        path.write_text('{"half": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        files.write_with(target, broken_writer)
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left
+    with pytest.raises(ValueError):
+        files.write_json(target, {"nll": float("nan")})  # never a silent NaN
+    assert json.loads(target.read_text()) == {"ok": 1}
+
+
+def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "probreg", "run", "--dataset", "spiral:n=2000,val=300,test=500",
+         "--head", "mdn:components=4,hidden=32+32,epochs=100000", "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    deadline = time.time() + 120
+    seen = ""
+    while "epoch 1/" not in seen and time.time() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "epoch 1/" in seen, seen
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    assert metrics["epochs"] >= 1 and np.isfinite(metrics["test"]["nll"])
+    for name in ("model.keras", "config.json", "samples.png", "density.png", "training.png"):
+        assert (out / name).is_file(), name
+    (tmp_path / "new.csv").write_text("x\n1.0\n2.0\n")
+    predicted = subprocess.run(
+        [sys.executable, "-m", "probreg", "predict", str(out), "--input", str(tmp_path / "new.csv"), "--samples", "2"],
+        capture_output=True, text=True, env=ENV,
+    )
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith("x,y_sample_1,y_sample_2")

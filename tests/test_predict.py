@@ -1,0 +1,126 @@
+"""``probreg predict`` and ``probreg.predict.predict``: outputs and the bad-input battery."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from probreg.errors import UsageError
+from probreg.predict import predict
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    return rows[0], np.array(rows[1:], float)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    return write_csv(tmp_path / "new.csv", ["id", "x"], [[1, 0.5], [2, 2.5], [3, 4.0]])
+
+
+def test_mean_quantiles_samples_and_params(small_run, inputs, tmp_path):
+    out = tmp_path / "out.csv"
+    header, table = predict(
+        small_run.run_dir, inputs, out, samples=4, quantiles=[0.05, 0.5, 0.95], mean=True,
+        params=True, seed=3,
+    )
+    file_header, values = read_csv(out)
+    assert file_header == header
+    np.testing.assert_allclose(values, table, rtol=1e-8)
+    assert header[:5] == ["x", "y_mean", "y_q0.05", "y_q0.5", "y_q0.95"]
+    assert header[5:9] == [f"y_sample_{i}" for i in range(1, 5)]
+    assert header[9:] == [f"weight_{k}" for k in range(1, 6)] + [f"y_mean_{k}" for k in range(1, 6)] + [
+        f"y_scale_{k}" for k in range(1, 6)
+    ]
+    # The numbers are the run's own predictive distribution at these inputs.
+    distribution = small_run.predictor.distribution(np.array([[0.5], [2.5], [4.0]]))
+    np.testing.assert_allclose(values[:, 1], distribution.mean()[:, 0], rtol=1e-7)
+    np.testing.assert_allclose(values[:, 3], distribution.quantile(0.5)[:, 0], rtol=1e-7)
+    assert np.all(values[:, 2] < values[:, 3]) and np.all(values[:, 3] < values[:, 4])
+    np.testing.assert_allclose(values[:, 9:14].sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(values[:, 14:19], distribution.means[:, :, 0], rtol=1e-7)
+
+
+def test_same_seed_same_samples(small_run, inputs, tmp_path):
+    first = predict(small_run.run_dir, inputs, tmp_path / "a.csv", samples=5, seed=9)[1]
+    second = predict(small_run.run_dir, inputs, tmp_path / "b.csv", samples=5, seed=9)[1]
+    np.testing.assert_array_equal(first, second)
+
+
+def test_mean_is_the_default_and_sampler_can_be_overridden(small_run, inputs, tmp_path):
+    header, _ = predict(small_run.run_dir, inputs, tmp_path / "a.csv")
+    assert header == ["x", "y_mean"]
+    _, table = predict(small_run.run_dir, inputs, tmp_path / "b.csv", samples=2, sampler="mode")
+    np.testing.assert_array_equal(table[:, 1], table[:, 2])  # the mode sampler repeats one point
+
+
+@pytest.mark.parametrize(
+    ("rows", "header", "fragment"),
+    [
+        ([[1, 0.5]], ["id", "z"], "has no column 'x'; its columns are: id, z"),
+        ([[1, "abc"]], ["id", "x"], "line 2, column 'x': 'abc' is not a number"),
+        ([[1, 0.5], [2, "nan"]], ["id", "x"], "line 3, column 'x': 'nan' is not a finite number"),
+        ([[1, "inf"]], ["id", "x"], "'inf' is not a finite number"),
+        ([[1, 0.5, 7]], ["id", "x"], "line 2 has 3 fields but the header has 2"),
+        ([], ["id", "x"], "has a header but no data rows"),
+    ],
+)
+def test_bad_prediction_inputs(small_run, tmp_path, rows, header, fragment):
+    bad = write_csv(tmp_path / "bad.csv", header, rows)
+    with pytest.raises(UsageError, match=fragment):
+        predict(small_run.run_dir, bad, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_empty_and_missing_input_files(small_run, tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(UsageError, match="is empty"):
+        predict(small_run.run_dir, tmp_path / "empty.csv", tmp_path / "out.csv")
+    with pytest.raises(UsageError, match="does not exist"):
+        predict(small_run.run_dir, tmp_path / "missing.csv", tmp_path / "out.csv")
+
+
+def test_existing_output_needs_force(small_run, inputs, tmp_path):
+    out = tmp_path / "out.csv"
+    out.write_text("keep me")
+    with pytest.raises(UsageError, match="already exists; use --force"):
+        predict(small_run.run_dir, inputs, out)
+    assert out.read_text() == "keep me"
+    predict(small_run.run_dir, inputs, out, force=True)
+    assert out.read_text().startswith("x,y_mean")
+
+
+def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "probreg", "predict", *a], capture_output=True, text=True, env=ENV
+    )
+    ok = run(str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.1,0.9")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0] == "x,y_q0.1,y_q0.9"
+    for args, fragment in [
+        ((str(tmp_path / "nope"), "--input", str(inputs)), "run directory"),
+        ((str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.5,1.5"), "strictly between 0 and 1"),
+        ((str(small_run.run_dir), "--input", str(inputs), "--quantiles", "a,b"), "not a comma-separated list"),
+        ((str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"), "-1 is not in the range"),
+    ]:
+        result = run(*args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("Error: ") == 1 and fragment in result.stderr
+        assert "Traceback" not in result.stderr
