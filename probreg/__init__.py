@@ -17,9 +17,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "run": "probreg.api",
-    "compare": "probreg.api",
+    "compare": "probreg.comparison",
     "load_run": "probreg.runs",
     "RunResult": "probreg.api",
+    "ComparisonResult": "probreg.comparison",
     "LoadedRun": "probreg.runs",
     "ProbregError": "probreg.errors",
 }

@@ -26,6 +26,10 @@ from probreg.samplers import Sampler
 
 Echo = Callable[[str], None]
 
+#: From this many training rows on, batches are gathered from the data as they are needed
+#: instead of copying the standardised data into the input pipeline.
+STREAM_ROWS = 200_000
+
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -101,8 +105,8 @@ def train_head(
 ):
     """Standardise, build, fit and calibrate one head; return ``(predictor, fit_result)``.
 
-    Streaming (:class:`probreg.training.BatchStream`) is used for more than a million rows
-    unless ``stream`` says otherwise.
+    From :data:`STREAM_ROWS` training rows on, batches are streamed from the data
+    (:class:`probreg.training.BatchStream`) unless ``stream`` says otherwise.
     """
     import keras
 
@@ -114,7 +118,7 @@ def train_head(
     x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
     model = head.build(data.input_dim, data.output_dim)
     if stream is None:
-        stream = len(data.x_train) > 1_000_000
+        stream = len(data.x_train) >= STREAM_ROWS
     if stream:
         # Standardise batch by batch: no standardised copy of the training data is made.
         x_train, y_train = x_scaling.lazy(data.x_train), y_scaling.lazy(data.y_train)
@@ -133,6 +137,7 @@ def train_head(
         stream=stream,
     )
     head.after_fit(model, x_val, y_val)
+    result.streamed = stream
     return Predictor(model, head, x_scaling, y_scaling), result
 
 
@@ -219,6 +224,7 @@ def evaluate_and_save(
         "best_epoch": fitted.best_epoch,
         "train_seconds": round(fitted.seconds, 3),
         "parameters": int(predictor.model.count_params()),
+        "streamed": fitted.streamed,
         "rows": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
         "test": scores,
         "bayes_nll": bayes,

@@ -169,7 +169,7 @@ def compare(dataset, heads, sampler, epochs, seed, seeds, splits, output, force,
     Example:
       probreg compare --dataset spiral --head mlp --head mdn --head mdn:components=3
     """
-    from probreg import compare as comparing
+    from probreg import comparison as comparing
 
     if seeds is not None and splits is not None:
         raise click.UsageError("give --seeds or --splits, not both")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -94,3 +95,29 @@ def split_rows(
     order = rng.permutation(n)
     cuts = np.cumsum([rest, *sizes])[:-1]
     return np.split(order, cuts)
+
+
+def split_table(
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    x_names: Sequence[str],
+    y_names: Sequence[str],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+) -> Data:
+    """Seeded random training / validation / test parts of one table."""
+    train, val, test = split_rows(len(x), np.random.default_rng(seed), val_fraction, test_fraction)
+    return Data(
+        x[train], y[train], x[val], y[val], x[test], y[test], tuple(x_names), tuple(y_names)
+    )
+
+
+def bundled_path(file_name: str) -> Path:
+    """A data file shipped with probreg: ``probreg/_bundled`` in a wheel, ``datasets/`` in a
+    source checkout."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "_bundled", here.parent / "datasets"):
+        if (folder / file_name).is_file():
+            return folder / file_name
+    raise FileNotFoundError(f"bundled data file '{file_name}' is missing from this installation")

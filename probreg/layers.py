@@ -74,19 +74,6 @@ class MixtureDensity(keras.layers.Layer):
 
     def build(self, input_shape) -> None:
         self.projection.build(input_shape)
-        import os
-
-        if os.environ.get("EXP_SPREAD"):
-            import numpy as np
-            from scipy.special import ndtri
-
-            k, d = self.components, self.output_dim
-            bias = np.zeros(k + 2 * k * d, "float32")
-            q = ndtri((np.arange(k) + 0.5) / k)
-            bias[k : k + k * d] = np.repeat(q, d)
-            target = float(os.environ.get("EXP_SPREAD"))
-            bias[k + k * d :] = np.log(np.expm1(target))
-            self.projection.bias.assign(bias)
 
     def call(self, features):
         raw = self.projection(features)

@@ -151,6 +151,34 @@ def intervals_figure(
     return figure
 
 
+def joint_figure(
+    x: np.ndarray, y: np.ndarray, views: Sequence[HeadView], y_names: Sequence[str]
+) -> plt.Figure:
+    """For two outputs: draws in the output plane for three test inputs, one colour each.
+
+    The first panel shows observed outputs of the test points nearest to each chosen input, so
+    branches (such as elbow-up and elbow-down arm poses) show up as separate clouds.
+    """
+    rng = np.random.default_rng(3)
+    chosen = rng.choice(len(x), 3, replace=False)
+    figure, axes = _panels(1 + len(views), width=3.8, height=3.6)
+    for colour, row in enumerate(chosen):
+        nearest = np.argsort(np.sum((x - x[row]) ** 2, axis=1))[: max(20, len(x) // 100)]
+        axes[0].scatter(y[nearest, 0], y[nearest, 1], s=6, color=f"C{colour}", alpha=0.6)
+    axes[0].set_title("Observed, near 3 test inputs")
+    for ax, view in zip(axes[1:], views, strict=True):
+        distribution = view.distribution_at(x[chosen])
+        draws = distribution.sample(rng, 400)  # (400, 3, 2)
+        for colour in range(len(chosen)):
+            ax.scatter(draws[:, colour, 0], draws[:, colour, 1], s=3, color=f"C{colour}", alpha=0.3)
+        ax.set_title(f"{view.label}: draws")
+    for ax in axes:
+        ax.set_xlabel(y_names[0])
+    axes[0].set_ylabel(y_names[1])
+    figure.tight_layout()
+    return figure
+
+
 def training_figure(views: Sequence[HeadView]) -> plt.Figure:
     """Training and validation loss per epoch, one colour per head (losses differ by head)."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
@@ -221,6 +249,8 @@ def draw_all(
         figures["density.png"] = lambda: density_figure(x, y, views)
     else:
         figures["intervals.png"] = lambda: intervals_figure(y, views, y_names)
+    if y.shape[1] == 2:
+        figures["joint.png"] = lambda: joint_figure(x, y, views, y_names)
     figures["calibration.png"] = lambda: calibration_figure(y, views)
     figures["training.png"] = lambda: training_figure(views)
     for name, make in figures.items():

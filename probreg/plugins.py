@@ -36,6 +36,12 @@ _BASES = {
 
 DEFAULT_PLUGINS = (
     "probreg.default_plugins.spiral",
+    "probreg.default_plugins.bishop",
+    "probreg.default_plugins.robot_arm",
+    "probreg.default_plugins.mcycle",
+    "probreg.default_plugins.faithful",
+    "probreg.default_plugins.csv_file",
+    "probreg.default_plugins.uci",
     "probreg.default_plugins.mlp",
     "probreg.default_plugins.mdn",
     "probreg.default_plugins.ancestral",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from probreg import files, plots
-from probreg.compare import COLUMNS, ComparisonResult
+from probreg.comparison import COLUMNS, ComparisonResult
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -33,6 +33,8 @@ CAPTIONS = {
     "each head's predictive mean: all an MSE network can say.",
     "density.png": "Each head's conditional density p(y | x) on a grid, test data in white.",
     "intervals.png": "Observed test values against each head's 90% predictive interval.",
+    "joint.png": "Two outputs: draws for three test inputs (one colour each) in the output plane; "
+    "the first panel shows observed outputs near those inputs.",
     "calibration.png": "PIT histograms: flat is calibrated; U-shaped means overconfident; a hump "
     "means underconfident.",
     "training.png": "Training (thin) and validation (thick) loss per epoch, and the learning rate.",

@@ -27,6 +27,7 @@ class FitResult:
     best_epoch: int
     seconds: float
     status: str
+    streamed: bool = False
 
 
 class BatchStream(keras.utils.PyDataset):
@@ -41,6 +42,7 @@ class BatchStream(keras.utils.PyDataset):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x))
+        self._started = False
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -51,6 +53,14 @@ class BatchStream(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.x))
+
+    def batch_in_order(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``index`` for pipelines without an epoch-end hook (``tf.data``): asking for
+        batch 0 again means a new epoch has begun, so the rows are reshuffled first."""
+        if index == 0 and self._started:
+            self.on_epoch_end()
+        self._started = True
+        return self[index]
 
 
 class _StopOnNonFinite(keras.callbacks.Callback):
@@ -124,28 +134,27 @@ def training_batches(x, y, batch_size: int, seed: int, stream: bool) -> dict:
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
     import tensorflow as tf
 
-    rows = len(x)
     if stream:
+        source = BatchStream(x, y, batch_size, seed)
         x_dim, y_dim = x[np.arange(1)].shape[1], y[np.arange(1)].shape[1]
 
-        def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            index = np.sort(index)
-            return np.asarray(x[index], np.float32), np.asarray(y[index], np.float32)
+        def gather(step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            xb, yb = source.batch_in_order(int(step))
+            return np.asarray(xb, np.float32), np.asarray(yb, np.float32)
 
-        def load(index):
-            xb, yb = tf.numpy_function(gather, [index], [tf.float32, tf.float32])
-            return tf.ensure_shape(xb, [None, x_dim]), tf.ensure_shape(yb, [None, y_dim])
+        def load(step):
+            xb, yb = tf.numpy_function(gather, [step], [tf.float32, tf.float32])
+            return (
+                tf.ensure_shape(xb, [None, x_dim]),
+                tf.ensure_shape(yb, [None, y_dim]),
+            )
 
-        batches = (
-            tf.data.Dataset.range(rows)
-            .shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size)
-            .map(load)
-        )
+        # Only batch numbers go through tf.data; the rows stay where they are.
+        batches = tf.data.Dataset.range(len(source)).map(load)
     else:
         batches = (
             tf.data.Dataset.from_tensor_slices((x, y))
-            .shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size)
         )
     return {"x": batches.prefetch(tf.data.AUTOTUNE), "shuffle": False}  # shuffled above
@@ -170,24 +179,7 @@ def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    import os
-
-    wd = float(os.environ.get("EXP_WD", "0"))
-    ema = float(os.environ.get("EXP_EMA", "0"))
-    if wd:
-        return keras.optimizers.AdamW(
-            learning_rate,
-            weight_decay=wd,
-            use_ema=ema > 0,
-            ema_momentum=ema or 0.99,
-            ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None,
-        )
-    return keras.optimizers.Adam(
-        learning_rate,
-        use_ema=ema > 0,
-        ema_momentum=ema or 0.99,
-        ema_overwrite_frequency=int(os.environ.get("EXP_EMA_FREQ", "0")) or None,
-    )
+    return keras.optimizers.Adam(learning_rate)
 
 
 def fit(

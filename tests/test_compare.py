@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from probreg import plugins
-from probreg.compare import compare, head_labels, mean_and_se, rank
+from probreg.comparison import compare, head_labels, mean_and_se, rank
 
 
 def test_labels_are_distinct_and_readable():

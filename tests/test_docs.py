@@ -21,7 +21,11 @@ DOCS = ROOT / "docs"
 
 def test_every_hook_has_a_docs_section_with_its_signature():
     text = (DOCS / "writing-plugins.md").read_text()
-    hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
+    hooks = [
+        name
+        for name, _ in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("register_")
+    ]
     assert hooks, "no hooks found"
     for name in hooks:
         assert f"### {name}\n" in text, f"hook {name} has no section in docs/writing-plugins.md"
@@ -35,7 +39,9 @@ def test_every_builtin_plugin_has_a_docs_section():
             if entry.source.builtin:
                 assert f"### `{name}`" in text, f"built-in {kind} {name} is not in docs/plugins.md"
                 for param in entry.cls.params:
-                    assert f"`{param.name}`" in text, f"{kind} {name}: parameter {param.name} undocumented"
+                    assert f"`{param.name}`" in text, (
+                        f"{kind} {name}: parameter {param.name} undocumented"
+                    )
 
 
 def test_every_command_is_in_the_cli_reference():
@@ -80,30 +86,62 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
         path.write_text(content)
     site = tmp_path / "site"
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(tmp_path / "src" / "probreg-laplace")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(tmp_path / "src" / "probreg-laplace"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert installed.returncode == 0, installed.stderr
     env = {k: v for k, v in os.environ.items() if k != "PROBREG_LOAD_PLUGINS"}
     env.update({"PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"})
 
     def run(*args, **extra):
-        return subprocess.run(args, capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path)
+        return subprocess.run(
+            args, capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path
+        )
 
     listed = run(sys.executable, "-m", "probreg", "plugins", "--json")
     laplace = next(p for p in json.loads(listed.stdout) if p["name"] == "probreg-laplace")
     assert laplace["heads"] == ["laplace"] and laplace["version"] == "0.1.0"
-    checked = run(sys.executable, "-c", "from probreg.testing import check_head; print(check_head('laplace:hidden=16'))")
+    checked = run(
+        sys.executable,
+        "-c",
+        "from probreg.testing import check_head; print(check_head('laplace:hidden=16'))",
+    )
     assert checked.returncode == 0, checked.stderr
     compared = run(
-        sys.executable, "-m", "probreg", "compare", "--dataset", "spiral:n=600,val=150,test=300",
-        "--head", "mdn:hidden=16,components=3", "--head", "laplace:hidden=16", "--epochs", "2",
-        "--output", str(tmp_path / "report"), "--quiet",
+        sys.executable,
+        "-m",
+        "probreg",
+        "compare",
+        "--dataset",
+        "spiral:n=600,val=150,test=300",
+        "--head",
+        "mdn:hidden=16,components=3",
+        "--head",
+        "laplace:hidden=16",
+        "--epochs",
+        "2",
+        "--output",
+        str(tmp_path / "report"),
+        "--quiet",
     )
     assert compared.returncode == 0, compared.stderr
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert {row["head"] for row in report["heads"]} == {"mdn:components=3,hidden=16", "laplace:hidden=16"}
+    assert {row["head"] for row in report["heads"]} == {
+        "mdn:components=3,hidden=16",
+        "laplace:hidden=16",
+    }
     assert report["versions"]["probreg-laplace"] == "0.1.0"
     hidden = run(sys.executable, "-m", "probreg", "plugins", "--json", PROBREG_LOAD_PLUGINS="")
     assert "probreg-laplace" not in {p["name"] for p in json.loads(hidden.stdout)}

@@ -37,9 +37,18 @@ class Exploding(MDN):
 
 
 def test_nan_loss_stops_with_a_clear_message(temporary_plugin, tmp_path):
-    temporary_plugin(types.SimpleNamespace(register_heads=hookimpl(lambda register: register(Exploding))))
-    with pytest.raises(TrainingError, match="training diverged: the training loss became nan in epoch 1"):
-        api.run("spiral:n=300,val=50,test=50", "exploding:hidden=8,epochs=3", output=tmp_path / "r", quiet=True)
+    temporary_plugin(
+        types.SimpleNamespace(register_heads=hookimpl(lambda register: register(Exploding)))
+    )
+    with pytest.raises(
+        TrainingError, match="training diverged: the training loss became nan in epoch 1"
+    ):
+        api.run(
+            "spiral:n=300,val=50,test=50",
+            "exploding:hidden=8,epochs=3",
+            output=tmp_path / "r",
+            quiet=True,
+        )
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["test"] is None
     assert not (tmp_path / "r" / "model.keras").exists()
@@ -47,13 +56,25 @@ def test_nan_loss_stops_with_a_clear_message(temporary_plugin, tmp_path):
 
 def test_same_seed_gives_the_same_metrics():
     runs = [
-        api.run("spiral:n=600,val=100,test=300", "mdn:components=3,hidden=16+16,epochs=3", seed=4, write=False, quiet=True)
+        api.run(
+            "spiral:n=600,val=100,test=300",
+            "mdn:components=3,hidden=16+16,epochs=3",
+            seed=4,
+            write=False,
+            quiet=True,
+        )
         for _ in range(2)
     ]
     for key, value in runs[0].metrics["test"].items():
         assert runs[1].metrics["test"][key] == pytest.approx(value, abs=1e-6), key
     np.testing.assert_array_equal(runs[0].samples, runs[1].samples)
-    other = api.run("spiral:n=600,val=100,test=300", "mdn:components=3,hidden=16+16,epochs=3", seed=5, write=False, quiet=True)
+    other = api.run(
+        "spiral:n=600,val=100,test=300",
+        "mdn:components=3,hidden=16+16,epochs=3",
+        seed=5,
+        write=False,
+        quiet=True,
+    )
     assert other.metrics["test"]["nll"] != runs[0].metrics["test"]["nll"]
 
 
@@ -77,9 +98,22 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "probreg", "run", "--dataset", "spiral:n=2000,val=300,test=500",
-         "--head", "mdn:components=4,hidden=32+32,epochs=100000", "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "probreg",
+            "run",
+            "--dataset",
+            "spiral:n=2000,val=300,test=500",
+            "--head",
+            "mdn:components=4,hidden=32+32,epochs=100000",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     deadline = time.time() + 120
     seen = ""
@@ -91,7 +125,7 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
     assert "epoch 1/" in seen, seen
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -101,8 +135,20 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
         assert (out / name).is_file(), name
     (tmp_path / "new.csv").write_text("x\n1.0\n2.0\n")
     predicted = subprocess.run(
-        [sys.executable, "-m", "probreg", "predict", str(out), "--input", str(tmp_path / "new.csv"), "--samples", "2"],
-        capture_output=True, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "probreg",
+            "predict",
+            str(out),
+            "--input",
+            str(tmp_path / "new.csv"),
+            "--samples",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
     )
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith("x,y_sample_1,y_sample_2")

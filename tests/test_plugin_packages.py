@@ -32,7 +32,9 @@ def probreg(*args, extra_env=None, pythonpath=None):
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})})
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "probreg", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "probreg", *args], capture_output=True, text=True, env=env
+    )
 
 
 def names(result):
@@ -46,7 +48,11 @@ def test_installed_package_is_listed_with_what_it_registers():
     packages = {p["name"]: p for p in json.loads(result.stdout)}
     histogram = packages["probreg-histogram"]
     assert histogram["version"] == "0.1.0"
-    assert histogram["heads"] == ["histogram"] and histogram["datasets"] == [] and histogram["samplers"] == []
+    assert (
+        histogram["heads"] == ["histogram"]
+        and histogram["datasets"] == []
+        and histogram["samplers"] == []
+    )
     assert all(not name.startswith("probreg.default_plugins") for name in packages)
     everything = names(probreg("plugins", "--json", "--all"))
     assert "probreg.default_plugins.mdn" in everything and "probreg-histogram" in everything
@@ -59,7 +65,9 @@ def test_allow_list_controls_third_party_loading():
     assert names(probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": ""})) == set()
     allowed = probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": "probreg-histogram"})
     assert names(allowed) == {"probreg-histogram"}
-    hidden = probreg("run", "--head", "histogram", "--epochs", "1", extra_env={"PROBREG_LOAD_PLUGINS": ""})
+    hidden = probreg(
+        "run", "--head", "histogram", "--epochs", "1", extra_env={"PROBREG_LOAD_PLUGINS": ""}
+    )
     assert hidden.returncode == 2 and "unknown head 'histogram'" in hidden.stderr
 
 

@@ -38,17 +38,23 @@ def inputs(tmp_path):
 def test_mean_quantiles_samples_and_params(small_run, inputs, tmp_path):
     out = tmp_path / "out.csv"
     header, table = predict(
-        small_run.run_dir, inputs, out, samples=4, quantiles=[0.05, 0.5, 0.95], mean=True,
-        params=True, seed=3,
+        small_run.run_dir,
+        inputs,
+        out,
+        samples=4,
+        quantiles=[0.05, 0.5, 0.95],
+        mean=True,
+        params=True,
+        seed=3,
     )
     file_header, values = read_csv(out)
     assert file_header == header
     np.testing.assert_allclose(values, table, rtol=1e-8)
     assert header[:5] == ["x", "y_mean", "y_q0.05", "y_q0.5", "y_q0.95"]
     assert header[5:9] == [f"y_sample_{i}" for i in range(1, 5)]
-    assert header[9:] == [f"weight_{k}" for k in range(1, 6)] + [f"y_mean_{k}" for k in range(1, 6)] + [
-        f"y_scale_{k}" for k in range(1, 6)
-    ]
+    assert header[9:] == [f"weight_{k}" for k in range(1, 6)] + [
+        f"y_mean_{k}" for k in range(1, 6)
+    ] + [f"y_scale_{k}" for k in range(1, 6)]
     # The numbers are the run's own predictive distribution at these inputs.
     distribution = small_run.predictor.distribution(np.array([[0.5], [2.5], [4.0]]))
     np.testing.assert_allclose(values[:, 1], distribution.mean()[:, 0], rtol=1e-7)
@@ -116,9 +122,18 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
     assert ok.stdout.splitlines()[0] == "x,y_q0.1,y_q0.9"
     for args, fragment in [
         ((str(tmp_path / "nope"), "--input", str(inputs)), "run directory"),
-        ((str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.5,1.5"), "strictly between 0 and 1"),
-        ((str(small_run.run_dir), "--input", str(inputs), "--quantiles", "a,b"), "not a comma-separated list"),
-        ((str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"), "-1 is not in the range"),
+        (
+            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.5,1.5"),
+            "strictly between 0 and 1",
+        ),
+        (
+            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "a,b"),
+            "not a comma-separated list",
+        ),
+        (
+            (str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"),
+            "-1 is not in the range",
+        ),
     ]:
         result = run(*args)
         assert result.returncode == 2, result.stderr

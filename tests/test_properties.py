@@ -58,7 +58,9 @@ def test_keras_loss_is_finite_and_matches_tfp_in_float32(case):
     # Compare with TFP on the same float32-rounded parameters.
     rounded = GaussianMixture.from_packed(packed, mixture.components, mixture.event_dim)
     ours = keras.ops.convert_to_numpy(
-        gaussian_mixture_log_prob(packed, y.astype("float32"), mixture.components, mixture.event_dim)
+        gaussian_mixture_log_prob(
+            packed, y.astype("float32"), mixture.components, mixture.event_dim
+        )
     )
     reference = rounded.to_tfp().log_prob(y.astype("float32").astype(float)).numpy()
     assert np.all(np.isfinite(ours))
@@ -72,7 +74,11 @@ def test_keras_loss_is_finite_and_matches_tfp_in_float32(case):
 def test_samplers_give_finite_draws_of_the_right_shape(case, temperature, sigma_temperature):
     mixture, _ = case
     rng = np.random.default_rng(0)
-    for spec in (f"ancestral:temperature={temperature},sigma_temperature={sigma_temperature}", "mean", "mode"):
+    for spec in (
+        f"ancestral:temperature={temperature},sigma_temperature={sigma_temperature}",
+        "mean",
+        "mode",
+    ):
         draws = plugins.create("sampler", spec).sample(mixture, rng, 3)
         assert draws.shape == (3, mixture.batch_size, mixture.event_dim)
         assert np.all(np.isfinite(draws))

@@ -32,7 +32,7 @@ def test_report_renders_in_chromium_with_every_image(tmp_path_factory):
         pytest.skip("headless Chromium or playwright is not installed")
     from playwright.sync_api import sync_playwright
 
-    from probreg.compare import compare
+    from probreg.comparison import compare
 
     out = tmp_path_factory.mktemp("browser") / "report"
     compare(

@@ -57,7 +57,9 @@ class HistogramDistribution(Distribution):
         cumulative = np.cumsum(weights, axis=1)
         u = rng.random((num_samples, self.batch_size, 1)) * cumulative[:, -1:]
         index = np.minimum((u > cumulative).sum(axis=-1), self.bins)  # (s, n)
-        uniform = self.edges[np.minimum(index, self.bins - 1)] + self.width * rng.random(index.shape)
+        uniform = self.edges[np.minimum(index, self.bins - 1)] + self.width * rng.random(
+            index.shape
+        )
         normal = self.half_range * rng.standard_normal(index.shape)
         return np.where(index == self.bins, normal, uniform)[..., None]
 

@@ -23,7 +23,7 @@ class LogSoftmax(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="probreg_histogram")
 class HistogramNLL(keras.losses.Loss):
-    """Negative log-likelihood of 1-D targets under bins on ``[-R, R]`` plus an ``N(0, R^2)`` tail."""
+    """NLL of 1-D targets under bins on ``[-R, R]`` plus an ``N(0, R^2)`` tail component."""
 
     def __init__(self, bins: int, half_range: float, name: str = "histogram_nll", **kwargs):
         super().__init__(name=name, **kwargs)

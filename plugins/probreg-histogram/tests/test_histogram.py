@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from probreg_histogram.distribution import HistogramDistribution
+from probreg_histogram.keras_objects import HistogramNLL
 
 from probreg import plugins
 from probreg.testing import check_head
-from probreg_histogram.distribution import HistogramDistribution
-from probreg_histogram.keras_objects import HistogramNLL
 
 
 def test_registered_through_the_entry_point():

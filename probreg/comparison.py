@@ -14,6 +14,7 @@ import re
 import shlex
 import time
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ def compare(
             views=views,
             command=command or _command(base_dataset, base_heads, sampler_, seeds, splits, epochs),
             versions=_versions(head_objects, base_dataset, sampler_),
+            extra_sections=_published_section(base_dataset, table),
         )
         say(f"Wrote {report_dir / 'report.html'}")
     return comparison
@@ -222,6 +224,52 @@ def _command(
     if epochs is not None:
         words += ["--epochs", str(epochs)]
     return shlex.join(words)
+
+
+def _published_section(dataset: Dataset, table: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Published results on the same data (``Dataset.reference()``), beside ours."""
+    reference = getattr(dataset, "reference", lambda: None)()
+    if not reference:
+        return []
+
+    def cell(value, se, sign=1.0):
+        if value is None:
+            return "–"
+        return f"{sign * value:.2f}" + ("" if se is None else f" ± {se:.2f}")
+
+    rows = [
+        (
+            f"probreg {row['head']}",
+            cell(row["nll"], row["nll_se"], -1),
+            cell(row["nll"], row["nll_se"]),
+            cell(row["rmse"], row["rmse_se"]),
+        )
+        for row in table
+    ]
+    rows += [
+        (
+            ref["method"],
+            cell(ref["nll"], ref["nll_se"], -1),
+            cell(ref["nll"], ref["nll_se"]),
+            cell(ref["rmse"], ref["rmse_se"]),
+        )
+        for ref in reference
+    ]
+    header = ("method", "test log-likelihood", "test NLL", "RMSE")
+    markdown = "\n".join(
+        ["| " + " | ".join(header) + " |", "|---|---|---|---|"]
+        + ["| " + " | ".join(row) + " |" for row in rows]
+    )
+    html_rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell_)}</td>" for cell_ in row) + "</tr>" for row in rows
+    )
+    html = (
+        '<p class="note">Mean ± standard error over the splits, in the target\'s original units '
+        "(higher log-likelihood is better). Published numbers use the same splits.</p>"
+        f'<table id="published"><thead><tr>{"".join(f"<th>{h}</th>" for h in header)}</tr></thead>'
+        f"<tbody>{html_rows}</tbody></table>"
+    )
+    return [("Published results on the same splits", html, markdown)]
 
 
 def _clock(start: float) -> str:
