@@ -51,14 +51,20 @@ def child_probreg(seed: int) -> dict:
     """probreg's defaults, through the Python API."""
     from probreg import api
 
-    result = api.run("spiral", "mdn", seed=seed, write=False, quiet=True)
-    m = result.metrics
+    m = api.run("spiral", "mdn", seed=seed, write=False, quiet=True).metrics
     return {
         "test_nll": m["test"]["nll"],
         "train_seconds": m["train_seconds"],
         "epochs": m["epochs"],
-        "bayes_nll": m["bayes_nll"],
     }
+
+
+def child_bayes(seed: int) -> dict:
+    """The exact test NLL of the seed's spiral draw."""
+    from probreg.metrics import bayes_nll
+
+    data = _spiral(seed)
+    return {"bayes_nll": bayes_nll(data.log_density, data.x_test, data.y_test)}
 
 
 def _original_style_fit(model, loss, data, seed: int) -> tuple[float, int]:
@@ -215,31 +221,31 @@ def child_sampling(seed: int) -> dict:
     }
 
 
-def child_scale(contender: str, n: int, epochs: int, batch_size: int) -> dict:
-    """Training throughput and peak memory on a big spiral (one process per contender)."""
+def child_scale(
+    contender: str, n: int, epochs: int, batch_size: int, stream: str, hidden: str
+) -> dict:
+    """Training throughput and peak memory on a big spiral (one process per measurement)."""
     import resource
 
     if contender == "probreg":
         from probreg import api
 
         result = api.run(
-            f"spiral:n={n}", f"mdn:epochs={epochs},batch_size={batch_size}", write=False, quiet=True
+            f"spiral:n={n}",
+            f"mdn:epochs={epochs},batch_size={batch_size},hidden={hidden}",
+            write=False,
+            quiet=True,
+            stream={"yes": True, "no": False}[stream],
         )
         seconds, run_epochs = result.metrics["train_seconds"], result.metrics["epochs"]
-        stream = result.metrics["streamed"]
+        streamed = result.metrics["streamed"]
     else:
         import keras
         import keras_mdn_layer as mdn
 
         data = _spiral(0, n)
-        model = keras.Sequential(
-            [
-                keras.Input((1,)),
-                keras.layers.Dense(128, activation="relu"),
-                keras.layers.Dense(128, activation="relu"),
-                mdn.MDN(1, 20),
-            ]
-        )
+        layers = [keras.layers.Dense(int(h), activation="relu") for h in hidden.split("+")]
+        model = keras.Sequential([keras.Input((1,)), *layers, mdn.MDN(1, 20)])
         model.compile(optimizer="adam", loss=mdn.get_mixture_loss_func(1, 20))
         start = time.perf_counter()
         model.fit(
@@ -250,20 +256,23 @@ def child_scale(contender: str, n: int, epochs: int, batch_size: int) -> dict:
             verbose=0,
             validation_data=(data.x_val, data.y_val),
         )
-        seconds, run_epochs, stream = time.perf_counter() - start, epochs, False
+        seconds, run_epochs, streamed = time.perf_counter() - start, epochs, False
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
+        "contender": contender,
+        "hidden": hidden,
         "rows": n,
         "epochs": run_epochs,
         "batch_size": batch_size,
         "train_seconds": seconds,
         "samples_per_second": n * run_epochs / seconds,
         "peak_rss_mib": peak_kib / 1024,
-        "streamed": stream,
+        "streamed": streamed,
     }
 
 
 CHILDREN = {
+    "bayes": child_bayes,
     "probreg": child_probreg,
     "original_recipe": child_original_recipe,
     "keras_mdn_layer": child_keras_mdn_layer,
@@ -320,7 +329,7 @@ def main() -> None:
     if args.child:
         name, *rest = args.child
         if name == "scale":
-            out = child_scale(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
+            out = child_scale(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), rest[4], rest[5])
         else:
             out = CHILDREN[name](int(rest[0]))
         print(json.dumps(out))
@@ -335,6 +344,10 @@ def main() -> None:
             "keras-mdn-layer is not installed: skipping that contender (pip install -e '.[bench]')"
         )
     results: dict = {"seeds": seeds, "contenders": {}, "machine": _machine()}
+    print("Bayes limits ...", flush=True)
+    bayes = [run_child("bayes", str(seed))["bayes_nll"] for seed in seeds]
+    results["bayes_nll"] = statistics.median(bayes)
+    results["bayes_by_seed"] = bayes
     for name in contenders:
         runs = []
         for seed in seeds:
@@ -342,13 +355,11 @@ def main() -> None:
             runs.append(run_child(name, str(seed)))
         results["contenders"][name] = {
             "test_nll": statistics.median(r["test_nll"] for r in runs),
+            "gap": statistics.median(r["test_nll"] - b for r, b in zip(runs, bayes, strict=True)),
             "train_seconds": statistics.median(r["train_seconds"] for r in runs),
             "epochs": statistics.median(r["epochs"] for r in runs),
             "runs": runs,
         }
-        if name == "probreg":
-            results["bayes_nll"] = statistics.median(r["bayes_nll"] for r in runs)
-            results["bayes_by_seed"] = [r["bayes_nll"] for r in runs]
     print("sampling ...", flush=True)
     results["sampling"] = run_child("sampling", "0")
     print("CLI start-up ...", flush=True)
@@ -358,11 +369,22 @@ def main() -> None:
         "probreg_list": startup_seconds([sys.executable, "-m", "probreg", "list"]),
     }
     if not args.skip_scale:
+        big, epochs = args.scale_rows, str(args.scale_epochs)
+        plan = [  # (label, contender, rows, stream, network)
+            ("probreg", "probreg", big, "yes", "256+256+256"),
+            ("probreg, in memory", "probreg", big, "no", "256+256+256"),
+            ("probreg, 10x fewer rows", "probreg", big // 10, "yes", "256+256+256"),
+            ("probreg, original's network", "probreg", big, "yes", "128+128"),
+        ]
+        if "keras_mdn_layer" in contenders:
+            plan.append(
+                ("keras_mdn_layer, original's network", "keras_mdn_layer", big, "no", "128+128")
+            )
         results["scale"] = {}
-        for name in ["probreg"] + (["keras_mdn_layer"] if "keras_mdn_layer" in contenders else []):
-            print(f"scale: {name} on {args.scale_rows:,} rows ...", flush=True)
-            results["scale"][name] = run_child(
-                "scale", name, str(args.scale_rows), str(args.scale_epochs), "128"
+        for label, contender, rows, stream, network in plan:
+            print(f"scale: {label} ({rows:,} rows) ...", flush=True)
+            results["scale"][label] = run_child(
+                "scale", contender, str(rows), epochs, "128", stream, network
             )
     print()
     print(format_table(results))
@@ -388,9 +410,9 @@ def _machine() -> dict:
 
 
 def format_table(results: dict) -> str:
-    bayes = results["bayes_nll"]
     lines = [
-        f"Spiral, seeds {results['seeds']} (medians). Bayes-limit test NLL: {bayes:.4f}",
+        f"Spiral, seeds {results['seeds']}: medians over seeds. Bayes-limit test NLL by seed: "
+        + ", ".join(f"{b:.4f}" for b in results["bayes_by_seed"]),
         "",
         "| contender | test NLL | gap to Bayes | train s | epochs | train time vs original |",
         "|---|---|---|---|---|---|",
@@ -399,7 +421,7 @@ def format_table(results: dict) -> str:
     for name, c in results["contenders"].items():
         ratio = f"{c['train_seconds'] / base:.2f}x" if base else "-"
         lines.append(
-            f"| {name} | {c['test_nll']:.4f} | {c['test_nll'] - bayes:.4f} | "
+            f"| {name} | {c['test_nll']:.4f} | {c['gap']:.4f} | "
             f"{c['train_seconds']:.1f} | {c['epochs']:.0f} | {ratio} |"
         )
     s = results["sampling"]
@@ -425,12 +447,12 @@ def format_table(results: dict) -> str:
     if "scale" in results:
         lines += [
             "",
-            "| scale | rows | batch | epochs | samples/s | peak RSS MiB | streamed |",
+            "| scale (batch 128) | network | rows | epochs | samples/s | peak RSS MiB | streamed |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, r in results["scale"].items():
+        for label, r in results["scale"].items():
             lines.append(
-                f"| {name} | {r['rows']:,} | {r['batch_size']} | {r['epochs']} | "
+                f"| {label} | {r['hidden']} | {r['rows']:,} | {r['epochs']} | "
                 f"{r['samples_per_second']:,.0f} | {r['peak_rss_mib']:,.0f} | {r['streamed']} |"
             )
     return "\n".join(lines)

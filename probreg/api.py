@@ -19,6 +19,7 @@ import numpy as np
 
 from probreg import __version__, files, plugins
 from probreg.datasets import Data, Dataset
+from probreg.distributed import Layout
 from probreg.distributions import Distribution
 from probreg.errors import TrainingError
 from probreg.heads import Head
@@ -102,43 +103,77 @@ def train_head(
     *,
     verbose: bool,
     stream: bool | None = None,
+    layout: Layout | None = None,
 ):
     """Standardise, build, fit and calibrate one head; return ``(predictor, fit_result)``.
 
     From :data:`STREAM_ROWS` training rows on, batches are streamed from the data
-    (:class:`probreg.training.BatchStream`) unless ``stream`` says otherwise.
+    (:class:`probreg.training.BatchStream`) unless ``stream`` says otherwise. With a parallel
+    ``layout`` (:mod:`probreg.distributed`) the model trains data-parallel and is then copied
+    into a plain local model, which is what gets evaluated and saved.
     """
     import keras
 
-    from probreg import training
+    from probreg import distributed, training
     from probreg.runs import Predictor, Standardizer
 
+    layout = layout or distributed.SINGLE
     keras.utils.set_random_seed(seed)
     x_scaling, y_scaling = Standardizer.fit(data.x_train), Standardizer.fit(data.y_train)
     x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
-    model = head.build(data.input_dim, data.output_dim)
+    config = head.training()
+    rows, val_rows = np.arange(len(data.x_train)), np.arange(len(x_val))
+    if layout.parallel:
+        config, rows, val_rows = distributed.plan(config, rows, val_rows, layout)
     if stream is None:
-        stream = len(data.x_train) >= STREAM_ROWS
+        stream = len(rows) >= STREAM_ROWS
     if stream:
         # Standardise batch by batch: no standardised copy of the training data is made.
         x_train, y_train = x_scaling.lazy(data.x_train), y_scaling.lazy(data.y_train)
+        if len(rows) < len(data.x_train):
+            x_train, y_train = _RowSubset(x_train, rows), _RowSubset(y_train, rows)
     else:
-        x_train, y_train = x_scaling.transform(data.x_train), y_scaling.transform(data.y_train)
-    result = training.fit(
-        model,
-        head.loss(data.output_dim),
-        head.training(),
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        seed=seed,
-        verbose=verbose,
-        stream=stream,
-    )
+        x_train = x_scaling.transform(data.x_train[rows])
+        y_train = y_scaling.transform(data.y_train[rows])
+    with distributed.strategy_scope(layout):
+        model = head.build(data.input_dim, data.output_dim)
+        result = training.fit(
+            model,
+            head.loss(data.output_dim),
+            config,
+            x_train,
+            y_train,
+            x_val[val_rows],
+            y_val[val_rows],
+            seed=seed,
+            verbose=verbose and layout.is_main,
+            stream=stream,
+            watchdog=(
+                distributed.PeerWatchdog(layout.peer_timeout, layout.process_index)
+                if layout.distributed
+                else None
+            ),
+        )
+        weights = distributed.local_weights(model) if layout.parallel else None
+    if weights is not None:  # a plain local copy of the trained model
+        model = head.build(data.input_dim, data.output_dim)
+        model.set_weights(weights)
     head.after_fit(model, x_val, y_val)
     result.streamed = stream
     return Predictor(model, head, x_scaling, y_scaling), result
+
+
+class _RowSubset:
+    """Some rows of an indexable array, indexed like an array of their own."""
+
+    def __init__(self, source, rows: np.ndarray) -> None:
+        self.source, self.rows = source, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.source[self.rows[index]]
 
 
 def run(
@@ -153,6 +188,7 @@ def run(
     quiet: bool = False,
     write: bool = True,
     stream: bool | None = None,
+    layout: Layout | None = None,
     echo: Echo | None = None,
 ) -> RunResult:
     """Train ``head`` on ``dataset``, evaluate it on the held-out test part and draw the pictures.
@@ -160,10 +196,13 @@ def run(
     Specs are strings such as ``"mdn:components=5"``; plugin instances work too. ``epochs``
     overrides the head's maximum number of epochs. With ``write=False`` nothing is written to
     disk (handy in notebooks). A Ctrl-C during training keeps the best weights so far and
-    finishes the run with ``status == "interrupted"``.
+    finishes the run with ``status == "interrupted"``. ``layout`` trains on several devices or
+    processes (:mod:`probreg.distributed`); only the main process writes.
     """
     say = echo or (_silent if quiet else _stderr)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
+    if layout is not None and not layout.is_main:
+        write, say = False, _silent
     run_dir = None
     if write:
         run_dir = files.prepare_output_dir(
@@ -176,7 +215,9 @@ def run(
         f"({len(data.x_val)} validation, {len(data.x_test)} test)"
     )
     try:
-        predictor, fitted = train_head(head_, data, seed, verbose=not quiet, stream=stream)
+        predictor, fitted = train_head(
+            head_, data, seed, verbose=not quiet, stream=stream, layout=layout
+        )
     except TrainingError as error:
         if run_dir is not None:  # leave a folder that says what happened, not an empty one
             files.write_json(

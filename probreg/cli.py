@@ -95,7 +95,59 @@ def _summary(metrics: dict[str, Any]) -> str:
 )
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output; only the summary.")
-def run(dataset, head, sampler, epochs, seed, output, force, quiet) -> int:
+@click.option(
+    "--devices",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train data-parallel on this many local devices (CPU: logical devices).",
+)
+@click.option(
+    "--distributed", is_flag=True, help="Join a multi-process JAX job (KERAS_BACKEND=jax)."
+)
+@click.option(
+    "--coordinator",
+    envvar="JAX_COORDINATOR_ADDRESS",
+    show_envvar=True,
+    help="With --distributed: host:port of process 0.",
+)
+@click.option(
+    "--num-processes",
+    type=click.IntRange(min=1),
+    envvar="JAX_NUM_PROCESSES",
+    show_envvar=True,
+    help="With --distributed: number of processes.",
+)
+@click.option(
+    "--process-id",
+    type=click.IntRange(min=0),
+    envvar="JAX_PROCESS_ID",
+    show_envvar=True,
+    help="With --distributed: this process's index (0 writes the run directory).",
+)
+@click.option(
+    "--peer-timeout",
+    type=click.IntRange(min=5),
+    default=120,
+    show_default=True,
+    help="With --distributed: seconds to wait for peers (joining, and between steps).",
+)
+def run(
+    dataset,
+    head,
+    sampler,
+    epochs,
+    seed,
+    output,
+    force,
+    quiet,
+    devices,
+    distributed,
+    coordinator,
+    num_processes,
+    process_id,
+    peer_timeout,
+) -> int:
     """Train a head on a dataset, evaluate it on the test part and draw the pictures.
 
     \b
@@ -103,10 +155,43 @@ def run(dataset, head, sampler, epochs, seed, output, force, quiet) -> int:
       probreg run --dataset spiral --head mdn:components=10 --seed 1
     """
     from probreg import api
+    from probreg import distributed as dist
 
+    layout = None
+    if distributed:
+        layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
+    elif devices > 1:
+        dist.prepare_local_devices(devices)
+        layout = dist.Layout(devices=devices)
+    else:
+        context = click.get_current_context()
+        given = [
+            name
+            for name in ("coordinator", "num_processes", "process_id")
+            if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise click.UsageError(f"{option} only applies with --distributed")
     result = api.run(
-        dataset, head, sampler, seed=seed, epochs=epochs, output=output, force=force, quiet=quiet
+        dataset,
+        head,
+        sampler,
+        seed=seed,
+        epochs=epochs,
+        output=output,
+        force=force,
+        quiet=quiet,
+        layout=layout,
     )
+    if layout is not None and layout.distributed:
+        click.echo(
+            f"process {layout.process_index}/{layout.process_count} loss per epoch: "
+            f"{json.dumps(result.history.get('loss', []))}",
+            err=True,
+        )
+        if not layout.is_main:
+            return 0
     click.echo(_summary(result.metrics))
     click.echo(f"  run directory: {result.run_dir}")
     if result.status == "interrupted":

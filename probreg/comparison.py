@@ -49,7 +49,9 @@ class Replicate:
 
     @property
     def name(self) -> str:
-        return f"seed {self.seed}" if "split" not in self.dataset.options else self.dataset.spec
+        if "split" in self.dataset.options:
+            return f"split {self.dataset.options['split']}"
+        return f"seed {self.seed}"
 
 
 @dataclasses.dataclass

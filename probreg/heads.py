@@ -34,6 +34,7 @@ class TrainingConfig:
     patience: int = 20
     jit_compile: bool = True
     steps_per_execution: int = 16
+    validation_batch_size: int | None = None
 
 
 def training_params(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from probreg.errors import TrainingError
 from probreg.heads import TrainingConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from probreg.distributed import PeerWatchdog
 
 
 @dataclasses.dataclass
@@ -194,12 +199,14 @@ def fit(
     seed: int = 0,
     verbose: bool = True,
     stream: bool = False,
+    watchdog: PeerWatchdog | None = None,
 ) -> FitResult:
     """Train ``model`` in place; keep the weights of the epoch with the lowest validation loss.
 
     ``stream=True`` gathers each batch from ``x_train``/``y_train`` (arrays, memory maps, or
     anything indexable by row arrays) instead of copying them into the input pipeline.
-    Raises :class:`TrainingError` if the loss stops being finite.
+    Raises :class:`TrainingError` if the loss stops being finite. A ``watchdog`` is fed after
+    every batch and stops the process when batches stop coming (a dead peer).
     """
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     model.compile(
@@ -222,17 +229,24 @@ def fit(
     if verbose:
         callbacks.append(_Progress(config.epochs))
     inputs = training_batches(x_train, y_train, config.batch_size, seed, stream)
+    if config.validation_batch_size is not None:
+        inputs["validation_batch_size"] = config.validation_batch_size
+    if watchdog is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: watchdog.beat())
+        )
     start = time.perf_counter()
     status = "completed"
     history = keras.callbacks.History()
     try:
-        model.fit(
-            **inputs,
-            epochs=config.epochs,
-            validation_data=validation_batches(x_val, y_val),
-            callbacks=[callbacks[0], history, *callbacks[1:]],  # history after the LR log
-            verbose=0,
-        )
+        with watchdog or contextlib.nullcontext():
+            model.fit(
+                **inputs,
+                epochs=config.epochs,
+                validation_data=validation_batches(x_val, y_val),
+                callbacks=[callbacks[0], history, *callbacks[1:]],  # history after the LR log
+                verbose=0,
+            )
     except KeyboardInterrupt:
         status = "interrupted"
         if early.best_weights is not None:

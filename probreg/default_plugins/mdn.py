@@ -43,7 +43,7 @@ class MDN(Head):
             "standard deviations); lower it for nearly noise-free targets",
             minimum=0.0,
         ),
-        *training_params(epochs=100, batch_size=128, learning_rate=3e-3, patience=50),
+        *training_params(epochs=150, batch_size=128, learning_rate=3e-3, patience=50),
     )
 
     def build(self, input_dim: int, output_dim: int):

@@ -150,6 +150,8 @@ class GaussianMixture(Distribution):
         """
         if temperature <= 0 or sigma_temperature <= 0:
             raise UsageError("temperature and sigma_temperature must be positive")
+        if temperature == 1.0 and sigma_temperature == 1.0:
+            return self
         return GaussianMixture(
             self.log_weights / temperature, self.means, self.scales * sigma_temperature
         )
