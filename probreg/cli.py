@@ -434,15 +434,25 @@ def list_plugins(as_json: bool) -> None:
     for kind, entries in registry.items():
         click.secho(f"{kind.capitalize()}s", bold=True)
         for name, entry in sorted(entries.items()):
-            origin = "" if entry.source.builtin else f"  [{entry.source.name}]"
+            origin = "" if entry.source.builtin else f"  [from {entry.source.name}]"
             click.echo(f"  {name:<12} {entry.cls.summary()}{origin}")
-            for p in entry.cls.params:
-                default = (
-                    p.format(p.default)
-                    if p.default is not None
-                    else ("required" if p.required else "-")
+            settings = [
+                (
+                    f"{p.name}="
+                    + (
+                        p.format(p.default)
+                        if p.default is not None
+                        else "REQUIRED"
+                        if p.required
+                        else ""
+                    ),
+                    f"{p.describe_type()}: {p.help}",
                 )
-                click.echo(f"      {p.name:<18} {p.describe_type():<22} {default:<14} {p.help}")
+                for p in entry.cls.params
+            ]
+            width = max((len(left) for left, _ in settings), default=0)
+            for left, right in settings:
+                click.echo(f"      {left:<{width}}  {right}")
         click.echo()
     click.echo("Set parameters with NAME:key=value,key=value (lists join items with +).")
 

@@ -202,5 +202,12 @@ def load_model(model_path: Path, head: Head):
     try:
         return keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
-        reason = " ".join(str(error).split())[:200]
-        raise UsageError(f"model file '{model_path}' is corrupt or truncated: {reason}") from None
+        reason = " ".join(str(error).split())
+        if "safe_mode" in reason:
+            raise UsageError(
+                f"model file '{model_path}' contains code (such as a Lambda layer), which Keras "
+                "safe mode refuses to run; only load models you trust outside probreg"
+            ) from None
+        raise UsageError(
+            f"model file '{model_path}' is corrupt or truncated: {reason[:200]}"
+        ) from None

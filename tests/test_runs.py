@@ -92,3 +92,16 @@ def test_corrupt_config_is_a_one_line_error(small_run, tmp_path):
     (copy / "config.json").write_text("{ half written")
     with pytest.raises(UsageError, match="config.json' is corrupt"):
         probreg.load_run(copy)
+
+
+def test_model_files_with_code_are_refused_by_safe_mode(small_run, tmp_path):
+    """A .keras file whose Lambda layer would run arbitrary code is not loaded."""
+    import keras
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_run.run_dir, copy)
+    inputs = keras.Input((1,))
+    outputs = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    keras.Model(inputs, outputs).save(copy / "model.keras")
+    with pytest.raises(UsageError, match="contains code .* safe mode refuses"):
+        probreg.load_run(copy)
