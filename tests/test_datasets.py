@@ -183,3 +183,65 @@ def test_uci_compare_over_splits_reports_published_numbers(uci_folder, tmp_path)
     assert result.table[0]["nll_se"] is not None
     page = (tmp_path / "report" / "report.html").read_text()
     assert 'id="published"' in page and "MC dropout" in page and "-2.93 ± 0.02" in page
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["bishop:n=300,val=60,test=200", "robot-arm:n=300,val=60,test=200", "mcycle", "faithful"],
+)
+def test_every_dataset_compares_mlp_and_mdn(spec, tmp_path):
+    from probreg.comparison import compare
+
+    result = compare(
+        spec,
+        ["mlp:hidden=8", "mdn:components=3,hidden=16"],
+        epochs=2,
+        output=tmp_path / "r",
+        quiet=True,
+    )
+    assert {row["head"] for row in result.table} == {"mlp:hidden=8", "mdn:components=3,hidden=16"}
+    assert (tmp_path / "r" / "report.html").is_file()
+    exact = plugins.create("dataset", spec).load(0).log_density is not None
+    assert (result.bayes_nll is not None) == exact
+    if spec.startswith("robot-arm"):
+        assert (tmp_path / "r" / "joint.png").is_file() and (
+            tmp_path / "r" / "intervals.png"
+        ).is_file()
+
+
+@pytest.mark.slow
+def test_bundled_data_loads_from_a_regular_wheel(tmp_path):
+    """Build a wheel (not editable), install it to a folder, and load the bundled tables."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    wheel = next(tmp_path.glob("probreg-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "probreg/_bundled/mcycle.csv" in names and "probreg/_bundled/faithful.csv" in names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # a wheel is a zip of its installed files
+    code = (
+        "import probreg, probreg.datasets as d; from probreg import plugins\n"
+        "assert '/site/' in probreg.__file__, probreg.__file__\n"
+        "assert '_bundled' in str(d.bundled_path('mcycle.csv'))\n"
+        "print(len(plugins.create('dataset', 'mcycle').load(0).x_test))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "27"
