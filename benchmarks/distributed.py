@@ -29,22 +29,51 @@ def _free_port() -> int:
 
 
 def _command(dataset: str, head: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "probreg", "run", "--dataset", dataset, "--head", head,
-            "--output", str(out), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "probreg",
+        "run",
+        "--dataset",
+        dataset,
+        "--head",
+        head,
+        "--output",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
-def measure(processes: int, dataset: str, head: str, rows: int, folder: Path, devices: int = 1) -> dict:
+def measure(
+    processes: int, dataset: str, head: str, rows: int, folder: Path, devices: int = 1
+) -> dict:
     out = folder / f"p{processes}-d{devices}"
     if processes == 1:
         extra = ["--devices", str(devices)] if devices > 1 else []
-        subprocess.run(_command(dataset, head, out, *extra), check=True, env=ENV, capture_output=True)
+        subprocess.run(
+            _command(dataset, head, out, *extra), check=True, env=ENV, capture_output=True
+        )
     else:
         port = _free_port()
         jobs = [
             subprocess.Popen(
-                _command(dataset, head, out, "--distributed", "--coordinator", f"127.0.0.1:{port}",
-                         "--num-processes", str(processes), "--process-id", str(rank)),
-                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                _command(
+                    dataset,
+                    head,
+                    out,
+                    "--distributed",
+                    "--coordinator",
+                    f"127.0.0.1:{port}",
+                    "--num-processes",
+                    str(processes),
+                    "--process-id",
+                    str(rank),
+                ),
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for rank in range(processes)
         ]
@@ -93,8 +122,12 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"config": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"config": vars(args) | {"json": str(args.json)}, "results": results}, indent=2
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

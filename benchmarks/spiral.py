@@ -67,6 +67,14 @@ def child_bayes(seed: int) -> dict:
     return {"bayes_nll": bayes_nll(data.log_density, data.x_test, data.y_test)}
 
 
+def _network(output_layer, hidden: str = "128+128"):
+    """The original example's trunk (ReLU layers of the given sizes) and an output layer."""
+    import keras
+
+    layers = [keras.layers.Dense(int(h), activation="relu") for h in hidden.split("+")]
+    return keras.Sequential([keras.Input((1,)), *layers, output_layer])
+
+
 def _original_style_fit(model, loss, data, seed: int) -> tuple[float, int]:
     """The original example's training: Adam(1e-3), batch 128, 300 epochs, early stopping and
     plateau decay on the *training* loss, numpy arrays in, no XLA. Validation uses the same
@@ -104,13 +112,8 @@ def child_original_recipe(seed: int) -> dict:
 
     keras.utils.set_random_seed(seed)
     data = _spiral(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((1,)),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(128, activation="relu"),
-            MixtureDensity(1, 20, scale_activation="elu", scale_floor=keras.backend.epsilon()),
-        ]
+    model = _network(
+        MixtureDensity(1, 20, scale_activation="elu", scale_floor=keras.backend.epsilon())
     )
     seconds, epochs = _original_style_fit(model, GaussianMixtureNLL(20, 1), data, seed)
     out = model.predict(data.x_test, verbose=0, batch_size=4096)
@@ -130,14 +133,7 @@ def child_keras_mdn_layer(seed: int) -> dict:
 
     keras.utils.set_random_seed(seed)
     data = _spiral(seed)
-    model = keras.Sequential(
-        [
-            keras.Input((1,)),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(128, activation="relu"),
-            mdn.MDN(1, 20),
-        ]
-    )
+    model = _network(mdn.MDN(1, 20))
     seconds, epochs = _original_style_fit(model, mdn.get_mixture_loss_func(1, 20), data, seed)
     out = model.predict(data.x_test, verbose=0, batch_size=4096)  # [mus | sigmas | pi logits]
     return {
@@ -240,12 +236,10 @@ def child_scale(
         seconds, run_epochs = result.metrics["train_seconds"], result.metrics["epochs"]
         streamed = result.metrics["streamed"]
     else:
-        import keras
         import keras_mdn_layer as mdn
 
         data = _spiral(0, n)
-        layers = [keras.layers.Dense(int(h), activation="relu") for h in hidden.split("+")]
-        model = keras.Sequential([keras.Input((1,)), *layers, mdn.MDN(1, 20)])
+        model = _network(mdn.MDN(1, 20), hidden)
         model.compile(optimizer="adam", loss=mdn.get_mixture_loss_func(1, 20))
         start = time.perf_counter()
         model.fit(

@@ -13,7 +13,7 @@ import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,11 @@ from probreg.distributed import Layout
 from probreg.distributions import Distribution
 from probreg.errors import TrainingError
 from probreg.heads import Head
+from probreg.runs import Predictor
 from probreg.samplers import Sampler
+
+if TYPE_CHECKING:  # pragma: no cover - training imports Keras
+    from probreg.training import FitResult
 
 Echo = Callable[[str], None]
 
@@ -46,7 +50,7 @@ class RunResult:
 
     metrics: dict[str, Any]
     data: Data
-    predictor: Any  # probreg.runs.Predictor
+    predictor: Predictor
     distribution: Distribution  # predictive distribution at the test inputs, data units
     samples: np.ndarray  # one draw per test input from the run's sampler
     history: dict[str, list[float]]
@@ -115,7 +119,7 @@ def train_head(
     import keras
 
     from probreg import distributed, training
-    from probreg.runs import Predictor, Standardizer
+    from probreg.runs import Standardizer
 
     layout = layout or distributed.SINGLE
     keras.utils.set_random_seed(seed)
@@ -240,8 +244,8 @@ def run(
 
 def evaluate_and_save(
     data: Data,
-    predictor,
-    fitted,
+    predictor: Predictor,
+    fitted: FitResult,
     dataset: Dataset,
     head: Head,
     sampler: Sampler,

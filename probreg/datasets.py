@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from probreg.errors import UsageError
+from probreg.params import Param
 from probreg.plugin import Plugin
 
 #: ``log_density(x, y) -> (n,)``: the exact ``log p(y | x)`` in the data's own units.
@@ -121,3 +122,59 @@ def bundled_path(file_name: str) -> Path:
         if (folder / file_name).is_file():
             return folder / file_name
     raise FileNotFoundError(f"bundled data file '{file_name}' is missing from this installation")
+
+
+def size_params(n: int, val: int, test: int) -> tuple[Param, ...]:
+    """``n``, ``val`` and ``test``: how many points a synthetic dataset draws for each part."""
+    return (
+        Param("n", "int", n, "training points", minimum=3),
+        Param("val", "int", val, "validation points (early stopping)", minimum=1),
+        Param("test", "int", test, "test points", minimum=1),
+    )
+
+
+def split_draw(x: np.ndarray, y: np.ndarray, options: dict, **fields) -> Data:
+    """Cut one draw into ``options["n"]`` training, ``options["val"]`` validation and the rest
+    test rows, in order (the draw is already random); ``fields`` go to :class:`Data`."""
+    a, b = options["n"], options["n"] + options["val"]
+    return Data(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], **fields)
+
+
+class BundledTable(Dataset):
+    """A table shipped in ``datasets/``: one input and one target column, seeded splits.
+
+    Subclasses set ``name``, a docstring, ``file``, ``x_column`` and ``y_column``.
+    """
+
+    file: str = ""
+    x_column: str = ""
+    y_column: str = ""
+    params = (
+        Param(
+            "test_fraction",
+            "float",
+            0.2,
+            "share of rows held out for testing",
+            minimum=0.05,
+            maximum=0.5,
+        ),
+        Param(
+            "val_fraction",
+            "float",
+            0.15,
+            "share of rows held out for early stopping",
+            minimum=0.05,
+            maximum=0.5,
+        ),
+    )
+
+    def load(self, seed: int) -> Data:
+        from probreg import csvfiles
+
+        path = bundled_path(self.file)
+        x = csvfiles.read_columns(path, [self.x_column])
+        y = csvfiles.read_columns(path, [self.y_column])
+        o = self.options
+        return split_table(
+            x, y, seed, [self.x_column], [self.y_column], o["val_fraction"], o["test_fraction"]
+        )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from probreg.errors import ProbregError, UsageError
+from probreg.errors import UsageError
 
 #: Files whose presence marks a directory as probreg output that ``--force`` may replace.
 MARKERS = ("config.json", "metrics.json", "report.html")
@@ -104,9 +104,3 @@ def check_writable_parent(path: str | os.PathLike) -> None:
         raise UsageError(f"cannot write '{path}': folder '{parent}' does not exist")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"cannot write '{path}': folder '{parent}' is not writable")
-
-
-class WriteError(ProbregError):
-    """An artifact could not be written (disk full, permissions changed mid-run)."""
-
-    exit_code = 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probreg.datasets import Data, Dataset
+from probreg.datasets import Data, Dataset, size_params, split_draw
 from probreg.hookspecs import hookimpl
 from probreg.params import Param
 
@@ -59,9 +59,7 @@ class Bishop(Dataset):
 
     name = "bishop"
     params = (
-        Param("n", "int", 1000, "training points", minimum=3),
-        Param("val", "int", 300, "validation points", minimum=1),
-        Param("test", "int", 2000, "test points", minimum=1),
+        *size_params(n=1000, val=300, test=2000),
         Param(
             "noise", "float", 0.1, "half-width of the uniform noise on x", minimum=0.001, maximum=1
         ),
@@ -73,17 +71,12 @@ class Bishop(Dataset):
         total = o["n"] + o["val"] + o["test"]
         t = rng.uniform(0.0, 1.0, total)
         x = forward(t) + rng.uniform(-o["noise"], o["noise"], total)
-        a, b = o["n"], o["n"] + o["val"]
-        x, t = x[:, None], t[:, None]
-        return Data(
-            x[:a],
-            t[:a],
-            x[a:b],
-            t[a:b],
-            x[b:],
-            t[b:],
-            ("x",),
-            ("t",),
+        return split_draw(
+            x[:, None],
+            t[:, None],
+            o,
+            x_names=("x",),
+            y_names=("t",),
             log_density=BishopDensity(o["noise"]),
         )
 

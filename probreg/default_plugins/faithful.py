@@ -7,42 +7,17 @@ so ``p(duration | waiting)`` has two modes there. Datasheet: ``datasets/faithful
 
 from __future__ import annotations
 
-from probreg import csvfiles
-from probreg.datasets import Data, Dataset, bundled_path, split_table
+from probreg.datasets import BundledTable
 from probreg.hookspecs import hookimpl
-from probreg.params import Param
 
 
-class Faithful(Dataset):
+class Faithful(BundledTable):
     """Old Faithful eruption duration given waiting time (272 rows): bimodal."""
 
     name = "faithful"
-    params = (
-        Param(
-            "test_fraction",
-            "float",
-            0.2,
-            "share of rows held out for testing",
-            minimum=0.05,
-            maximum=0.5,
-        ),
-        Param(
-            "val_fraction",
-            "float",
-            0.15,
-            "share of rows held out for early stopping",
-            minimum=0.05,
-            maximum=0.5,
-        ),
-    )
-
-    def load(self, seed: int) -> Data:
-        path = bundled_path("faithful.csv")
-        x, y = csvfiles.read_columns(path, ["waiting"]), csvfiles.read_columns(path, ["eruptions"])
-        o = self.options
-        return split_table(
-            x, y, seed, ["waiting"], ["eruptions"], o["val_fraction"], o["test_fraction"]
-        )
+    file = "faithful.csv"
+    x_column = "waiting"
+    y_column = "eruptions"
 
 
 @hookimpl

@@ -7,40 +7,17 @@ level for all inputs (the MLP) cannot be calibrated here. Datasheet: ``datasets/
 
 from __future__ import annotations
 
-from probreg import csvfiles
-from probreg.datasets import Data, Dataset, bundled_path, split_table
+from probreg.datasets import BundledTable
 from probreg.hookspecs import hookimpl
-from probreg.params import Param
 
 
-class MCycle(Dataset):
+class MCycle(BundledTable):
     """Motorcycle crash accelerations (133 rows): strongly heteroscedastic."""
 
     name = "mcycle"
-    params = (
-        Param(
-            "test_fraction",
-            "float",
-            0.2,
-            "share of rows held out for testing",
-            minimum=0.05,
-            maximum=0.5,
-        ),
-        Param(
-            "val_fraction",
-            "float",
-            0.15,
-            "share of rows held out for early stopping",
-            minimum=0.05,
-            maximum=0.5,
-        ),
-    )
-
-    def load(self, seed: int) -> Data:
-        path = bundled_path("mcycle.csv")
-        x, y = csvfiles.read_columns(path, ["times"]), csvfiles.read_columns(path, ["accel"])
-        o = self.options
-        return split_table(x, y, seed, ["times"], ["accel"], o["val_fraction"], o["test_fraction"])
+    file = "mcycle.csv"
+    x_column = "times"
+    y_column = "accel"
 
 
 @hookimpl

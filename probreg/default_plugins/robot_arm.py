@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from probreg.datasets import Data, Dataset
+from probreg.datasets import Data, Dataset, size_params, split_draw
 from probreg.hookspecs import hookimpl
 from probreg.params import Param
 
@@ -75,9 +75,7 @@ class RobotArm(Dataset):
 
     name = "robot-arm"
     params = (
-        Param("n", "int", 5000, "training points", minimum=3),
-        Param("val", "int", 1000, "validation points", minimum=1),
-        Param("test", "int", 5000, "test points", minimum=1),
+        *size_params(n=5000, val=1000, test=5000),
         Param(
             "noise",
             "float",
@@ -95,16 +93,12 @@ class RobotArm(Dataset):
         theta = np.stack([rng.uniform(*THETA1, total), rng.uniform(*THETA2, total)], axis=1)
         x = forward_kinematics(theta)
         y = theta + rng.normal(scale=o["noise"], size=theta.shape)
-        a, b = o["n"], o["n"] + o["val"]
-        return Data(
-            x[:a],
-            y[:a],
-            x[a:b],
-            y[a:b],
-            x[b:],
-            y[b:],
-            ("x1", "x2"),
-            ("theta1", "theta2"),
+        return split_draw(
+            x,
+            y,
+            o,
+            x_names=("x1", "x2"),
+            y_names=("theta1", "theta2"),
             log_density=RobotArmDensity(o["noise"]),
         )
 

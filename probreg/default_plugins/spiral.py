@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from probreg.datasets import Data, Dataset
+from probreg.datasets import Data, Dataset, size_params, split_draw
 from probreg.hookspecs import hookimpl
 from probreg.params import Param
 
@@ -86,9 +86,7 @@ class Spiral(Dataset):
 
     name = "spiral"
     params = (
-        Param("n", "int", 10_000, "training points", minimum=3),
-        Param("val", "int", 2_000, "validation points (early stopping)", minimum=1),
-        Param("test", "int", 10_000, "held-out test points", minimum=1),
+        *size_params(n=10_000, val=2_000, test=10_000),
         Param(
             "jitter", "float", 0.2, "standard deviation of the noise before rescaling", minimum=0.01
         ),
@@ -102,14 +100,10 @@ class Spiral(Dataset):
             rng, o["n"] + o["val"] + o["test"], o["jitter"], o["revolutions"]
         )
         x, y = points[:, :1], points[:, 1:]
-        a, b = o["n"], o["n"] + o["val"]
-        return Data(
-            x[:a],
-            y[:a],
-            x[a:b],
-            y[a:b],
-            x[b:],
-            y[b:],
+        return split_draw(
+            x,
+            y,
+            o,
             x_names=("x",),
             y_names=("y",),
             log_density=density,

@@ -58,7 +58,10 @@ class Distribution(abc.ABC):
         mean, std = self.mean(), np.sqrt(self.variance())
         # Chebyshev: P(|Y - mean| >= k std) <= 1/k^2, so this bracket holds every quantile we use.
         k = 1.0 / np.sqrt(min(q, 1.0 - q)) + 1.0
-        low, high = mean - k * std, mean + k * std
+        return self._bisect_cdf(q, mean - k * std, mean + k * std)
+
+    def _bisect_cdf(self, q: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Solve ``cdf(y) = q`` per coordinate inside ``[low, high]`` (60 halvings)."""
         for _ in range(60):
             mid = 0.5 * (low + high)
             below = self.cdf(mid) < q

@@ -103,13 +103,8 @@ class GaussianMixture(Distribution):
             raise UsageError(f"quantile level must lie strictly between 0 and 1, not {q}")
         # Every quantile of a mixture lies between the smallest and largest component quantile.
         z = special.ndtri(q)
-        low = (self.means + z * self.scales).min(axis=1)
-        high = (self.means + z * self.scales).max(axis=1)
-        for _ in range(60):
-            mid = 0.5 * (low + high)
-            below = self.cdf(mid) < q
-            low, high = np.where(below, mid, low), np.where(below, high, mid)
-        return 0.5 * (low + high)
+        component_quantiles = self.means + z * self.scales
+        return self._bisect_cdf(q, component_quantiles.min(axis=1), component_quantiles.max(axis=1))
 
     def mode(self) -> np.ndarray:
         """The component mean with the highest mixture density.
