@@ -7,6 +7,7 @@ TensorFlow, so commands import the heavy parts when they run.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -23,8 +24,27 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _mute_native_stderr() -> None:
+    """Keep Python's stderr on the terminal, but send what native code writes to file
+    descriptor 2 (TensorFlow's and XLA's C++ start-up notices) to /dev/null."""
+    try:
+        python_side = os.dup(2)
+        sys.stderr.flush()
+        sys.stderr = os.fdopen(python_side, "w", buffering=1, errors="backslashreplace")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except OSError:  # no usable stderr: leave things as they are
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one ``Error:`` line and a non-zero exit code."""
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and XLA notices) hides the useful
+    # output. Set TF_CPP_MIN_LOG_LEVEL yourself (0 shows everything) to keep native logs.
+    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _mute_native_stderr()
     try:
         result = cli.main(args=argv, prog_name="probreg", standalone_mode=False)
     except ProbregError as error:

@@ -199,14 +199,17 @@ def training_figure(views: Sequence[HeadView]) -> plt.Figure:
             loss_ax.plot(
                 epochs, history["val_loss"], color=colour, lw=1.5, label=f"{view.label} validation"
             )
-        if "learning_rate" in history:
-            lr_ax.plot(epochs, history["learning_rate"], color=colour, label=view.label)
+        rates = np.asarray(history.get("learning_rate", []), float)
+        if rates.size:
+            positive = rates > 0  # cosine decay ends at exactly 0, which a log axis cannot show
+            lr_ax.plot(epochs[positive], rates[positive], color=colour, label=view.label)
     loss_ax.set_title("Loss per epoch (each head's own loss)")
     loss_ax.set_xlabel("epoch")
     loss_ax.legend(fontsize=7, frameon=False)
     lr_ax.set_title("Learning rate")
     lr_ax.set_xlabel("epoch")
-    lr_ax.set_yscale("log")
+    if lr_ax.lines:
+        lr_ax.set_yscale("log")
     figure.tight_layout()
     return figure
 

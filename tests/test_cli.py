@@ -186,3 +186,29 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "epoch" not in result.stderr
     assert "test nll" in result.stdout
+
+
+def test_native_tensorflow_chatter_is_hidden_by_default(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "probreg",
+            "run",
+            "--dataset",
+            "spiral:n=300,val=50,test=50",
+            "--head",
+            "mlp:hidden=8",
+            "--epochs",
+            "1",
+            "--output",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "I0000" not in result.stderr and "cuda" not in result.stderr.lower()
+    assert "Training mlp" in result.stderr  # probreg's own progress still shows
