@@ -163,7 +163,10 @@ def compare(
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
     views = []
+    interrupted = False
     for r_index, rep in enumerate(reps):
+        if interrupted:
+            break
         say(f"Loading dataset {rep.dataset.spec} ({rep.name})")
         data = rep.dataset.load(rep.seed)
         for h_index, (label, head) in enumerate(zip(labels, head_objects, strict=True)):
@@ -181,7 +184,13 @@ def compare(
             runs.append(_run_row(label, rep, result, report_dir))
             if r_index == 0:
                 views.append((label, result))
-    table = rank(_aggregate(labels, runs))
+            if fitted.status == "interrupted":  # Ctrl-C: keep this run, report what is done
+                say(f"Interrupted: reporting the {len(runs)} run(s) finished so far")
+                interrupted = True
+                break
+    table = rank(
+        _aggregate([label for label in labels if any(r["head"] == label for r in runs)], runs)
+    )
     bayes = [run["bayes_nll"] for run in runs if run["bayes_nll"] is not None]
     bayes_nll = float(np.mean(bayes)) if bayes else None
     say(f"Trained {total} models in {_clock(start)}")
