@@ -18,6 +18,26 @@ from probreg.errors import ProbregError
 
 SPEC_HELP = "NAME or NAME:key=value,...; see `probreg list`"
 
+# Options that several commands share.
+DATASET = click.option(
+    "--dataset", "-d", default="spiral", show_default=True, help=f"Dataset spec: {SPEC_HELP}."
+)
+SAMPLER = click.option(
+    "--sampler", "-s", default="ancestral", show_default=True, help=f"Sampler spec: {SPEC_HELP}."
+)
+EPOCHS = click.option(
+    "--epochs", type=click.IntRange(min=1), help="Most epochs (overrides the head's own)."
+)
+SEED = click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Fixes data, initialisation and sampling.",
+)
+FORCE = click.option("--force", is_flag=True, help="Replace an existing output directory.")
+QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress output; only the results.")
+
 
 def _fail(message: str, code: int) -> None:
     click.echo(f"Error: {message}", err=True)
@@ -90,31 +110,19 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.option(
-    "--dataset", "-d", default="spiral", show_default=True, help=f"Dataset spec: {SPEC_HELP}."
-)
+@DATASET
 @click.option("--head", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
-@click.option(
-    "--sampler", "-s", default="ancestral", show_default=True, help=f"Sampler spec: {SPEC_HELP}."
-)
-@click.option(
-    "--epochs", type=click.IntRange(min=1), help="Most epochs (overrides the head's default)."
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Fixes data, initialisation and sampling.",
-)
+@SAMPLER
+@EPOCHS
+@SEED
 @click.option(
     "--output",
     "-o",
     type=click.Path(file_okay=False),
     help="Run directory [default: a new folder under runs/].",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output; only the summary.")
+@FORCE
+@QUIET
 @click.option(
     "--devices",
     type=click.IntRange(min=1),
@@ -237,26 +245,16 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 
 
 @cli.command()
-@click.option(
-    "--dataset", "-d", default="spiral", show_default=True, help=f"Dataset spec: {SPEC_HELP}."
-)
+@DATASET
 @click.option(
     "--head",
     "heads",
     multiple=True,
     help=f"Head spec, repeat for each head: {SPEC_HELP}.  [default: mlp and mdn]",
 )
-@click.option(
-    "--sampler", "-s", default="ancestral", show_default=True, help=f"Sampler spec: {SPEC_HELP}."
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Most epochs for every head.")
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="One seed for data, initialisation and sampling.",
-)
+@SAMPLER
+@EPOCHS
+@SEED
 @click.option("--seeds", help="Several seeds, e.g. 0,1,2: report mean and standard error.")
 @click.option("--splits", help="For datasets with a split parameter (uci): 'all' or e.g. 0,1,2.")
 @click.option(
@@ -265,8 +263,8 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     type=click.Path(file_okay=False),
     help="Report directory [default: a new folder under reports/].",
 )
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output; only the ranking.")
+@FORCE
+@QUIET
 def compare(dataset, heads, sampler, epochs, seed, seeds, splits, output, force, quiet) -> int:
     """Train several heads on the same data and rank them in one report.
 
