@@ -3,9 +3,9 @@
     python benchmarks/uci_tune.py --root ../shared/uci --splits 0,1,2
 
 Each candidate trains on the training rows of the first splits of every data set; its score is
-the best validation NLL (standardised units, validation rows carved from the training rows),
-averaged over splits and then ranked per data set. Test rows are never loaded into a score.
-The candidate with the best mean rank becomes ``UCI_HEADS`` in ``benchmarks/uci.py``.
+the predictive NLL of the validation rows (carved from the training rows; data units), averaged
+over splits and then ranked per data set. Test rows are never loaded into a score. The
+candidate with the best mean rank becomes ``UCI_HEADS`` in ``benchmarks/uci.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ CANDIDATES = (
     "mdn:components=3,hidden=50,epochs=400,batch_size=32,learning_rate=0.003,patience=200,scale_floor=0.01",
     "mdn:components=3,hidden=128+128,epochs=200,batch_size=32,learning_rate=0.001,patience=100,scale_floor=0.01",
     "mdn:components=3,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200",
+    "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200,scale_floor=0.01,members=5",
 )
 
 
@@ -34,9 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("../shared/uci"))
     parser.add_argument("--splits", default="0,1,2")
+    parser.add_argument(
+        "--candidates", help="comma-separated indices into CANDIDATES (default: all)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     splits = [int(s) for s in args.splits.split(",")]
+    chosen = (
+        [CANDIDATES[int(i)] for i in args.candidates.split(",")] if args.candidates else CANDIDATES
+    )
     scores: dict[str, dict[str, float]] = {}
     for name in sorted(PUBLISHED):
         for spec in CANDIDATES:
@@ -49,7 +56,7 @@ def main() -> None:
                 values.append(min(fitted.history["val_loss"]))
             scores.setdefault(name, {})[spec] = float(np.mean(values))
             print(f"{name:18s} {np.mean(values):8.4f}  {spec}", flush=True)
-    ranks = {spec: [] for spec in CANDIDATES}
+    ranks = {spec: [] for spec in chosen}
     for by_spec in scores.values():
         for position, spec in enumerate(sorted(by_spec, key=by_spec.get), start=1):
             ranks[spec].append(position)

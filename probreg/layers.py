@@ -128,9 +128,9 @@ class FixedScaleGaussian(keras.layers.Layer):
         return {**super().get_config(), "output_dim": self.output_dim}
 
 
-def dense_trunk(inputs, hidden: tuple[int, ...], activation: str):
+def dense_trunk(inputs, hidden: tuple[int, ...], activation: str, name: str = "trunk"):
     """Stack plain ``Dense`` layers (the shared feature extractor of the built-in heads)."""
     features = inputs
     for i, units in enumerate(hidden):
-        features = keras.layers.Dense(units, activation=activation, name=f"trunk_{i}")(features)
+        features = keras.layers.Dense(units, activation=activation, name=f"{name}_{i}")(features)
     return features

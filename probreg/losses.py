@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from probreg.layers import unpack
+from probreg.layers import packed_size, unpack
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # |z| beyond this only happens for absurd targets; clipping keeps z**2 finite in float32 for any
@@ -28,23 +28,42 @@ def gaussian_mixture_log_prob(packed, y, components: int, output_dim: int):
 
 @keras.saving.register_keras_serializable(package="probreg")
 class GaussianMixtureNLL(keras.losses.Loss):
-    """Mean negative log-likelihood (nats per row) of targets under packed Gaussian mixtures."""
+    """Mean negative log-likelihood (nats per row) of targets under packed Gaussian mixtures.
+
+    With ``members > 1`` the rows hold that many independent mixtures side by side (an
+    ensemble); the loss is the average of their own NLLs, so each member trains on its own and
+    stays a full model, as in deep ensembles.
+    """
 
     def __init__(
-        self, components: int, output_dim: int, name: str = "gaussian_mixture_nll", **kwargs
+        self,
+        components: int,
+        output_dim: int,
+        members: int = 1,
+        name: str = "gaussian_mixture_nll",
+        **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         self.components = int(components)
         self.output_dim = int(output_dim)
+        self.members = int(members)
 
     def call(self, y_true, y_pred):
-        return -gaussian_mixture_log_prob(y_pred, y_true, self.components, self.output_dim)
+        size = packed_size(self.components, self.output_dim)
+        total = 0.0
+        for m in range(self.members):
+            member = y_pred[:, m * size : (m + 1) * size]
+            total = total - gaussian_mixture_log_prob(
+                member, y_true, self.components, self.output_dim
+            )
+        return total / self.members
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
             "components": self.components,
             "output_dim": self.output_dim,
+            "members": self.members,
         }
 
 

@@ -158,3 +158,13 @@ def test_invalid_parameters_are_rejected():
         GaussianMixture(np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1, 1)))
     with pytest.raises(ValueError, match="wants log_weights"):
         GaussianMixture(np.zeros((1, 2)), np.zeros((1, 1, 1)), np.ones((1, 1, 1)))
+
+
+def test_combined_mixture_is_the_average_of_its_members(rng):
+    members = [random_mixture(rng, n=10, k=2, d=2) for _ in range(3)]
+    combined = GaussianMixture.combine(members)
+    assert combined.components == 6
+    y = rng.normal(size=(10, 2))
+    expected = np.log(np.mean([np.exp(m.log_prob(y)) for m in members], axis=0))
+    np.testing.assert_allclose(combined.log_prob(y), expected, rtol=1e-10)
+    np.testing.assert_allclose(combined.mean(), np.mean([m.mean() for m in members], axis=0))

@@ -82,3 +82,12 @@ def test_fixed_scale_gaussian_packs_a_one_component_mixture():
     layer.log_scale.assign(np.log([0.5, 2.0]).astype("float32"))
     out = keras.ops.convert_to_numpy(layer(np.array([[1.0, -1.0]], "float32")))
     np.testing.assert_allclose(out, [[0.0, 1.0, -1.0, 0.5, 2.0]], rtol=1e-6)
+
+
+def test_ensemble_loss_is_the_mean_of_member_losses():
+    rng = np.random.default_rng(7)
+    members = [packed(rng, 32, 3, 2) for _ in range(4)]
+    y = rng.normal(size=(32, 2)).astype("float32")
+    together = float(GaussianMixtureNLL(3, 2, members=4)(y, np.concatenate(members, axis=1)))
+    apart = [float(GaussianMixtureNLL(3, 2)(y, member)) for member in members]
+    assert together == pytest.approx(np.mean(apart), rel=1e-5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
 import pytest
 
 from probreg import plugins
@@ -109,3 +110,14 @@ def test_every_plugin_declares_documented_params():
                 assert param.help, f"{kind} {name} parameter {param.name} has no help"
                 if param.default is not None:
                     assert param.parse(param.format(param.default), name) == param.default
+
+
+def test_mdn_ensemble_predicts_one_mixture_of_all_members():
+    import keras
+
+    head = plugins.create("head", "mdn:components=3,hidden=8,members=4")
+    model = head.build(2, 1)
+    outputs = keras.ops.convert_to_numpy(model(np.zeros((5, 2), "float32")))
+    distribution = head.distribution(outputs, 1)
+    assert distribution.components == 12
+    assert distribution.weights.sum(axis=1) == pytest.approx(np.ones(5))

@@ -26,6 +26,15 @@ class MDN(Head):
     keras_modules = ("probreg.layers", "probreg.losses")
     params = (
         Param("components", "int", 20, "mixture components K", minimum=1, maximum=1000),
+        Param(
+            "members",
+            "int",
+            1,
+            "independently trained networks averaged into one mixture (a deep ensemble with "
+            "members x components components); costs members times the compute",
+            minimum=1,
+            maximum=50,
+        ),
         *trunk_params(hidden=(256, 256, 256), activation="relu"),
         Param(
             "scale",
@@ -53,21 +62,39 @@ class MDN(Head):
 
         o = self.options
         inputs = keras.Input((input_dim,), name="x")
-        features = dense_trunk(inputs, o["hidden"], o["activation"])
-        outputs = MixtureDensity(
-            output_dim, o["components"], o["scale"], o["scale_floor"], name="mixture"
-        )(features)
-        return keras.Model(inputs, outputs, name="mdn")
+        outputs = []
+        for m in range(o["members"]):
+            suffix = "" if o["members"] == 1 else f"_{m}"
+            features = dense_trunk(inputs, o["hidden"], o["activation"], name=f"trunk{suffix}")
+            outputs.append(
+                MixtureDensity(
+                    output_dim,
+                    o["components"],
+                    o["scale"],
+                    o["scale_floor"],
+                    name=f"mixture{suffix}",
+                )(features)
+            )
+        if len(outputs) > 1:
+            outputs = [keras.layers.Concatenate(name="members")(outputs)]
+        return keras.Model(inputs, outputs[0], name="mdn")
 
     def loss(self, output_dim: int):
         from probreg.losses import GaussianMixtureNLL
 
-        return GaussianMixtureNLL(self.options["components"], output_dim)
+        return GaussianMixtureNLL(self.options["components"], output_dim, self.options["members"])
 
     def distribution(self, outputs: np.ndarray, output_dim: int) -> GaussianMixture:
         from probreg.distributions import GaussianMixture
 
-        return GaussianMixture.from_packed(outputs, self.options["components"], output_dim)
+        k, members = self.options["components"], self.options["members"]
+        size = outputs.shape[1] // members
+        return GaussianMixture.combine(
+            [
+                GaussianMixture.from_packed(outputs[:, m * size : (m + 1) * size], k, output_dim)
+                for m in range(members)
+            ]
+        )
 
 
 @hookimpl

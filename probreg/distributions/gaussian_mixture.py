@@ -50,6 +50,18 @@ class GaussianMixture(Distribution):
             packed[:, k + k * d :].reshape(n, k, d),
         )
 
+    @classmethod
+    def combine(cls, mixtures: list[GaussianMixture]) -> GaussianMixture:
+        """The equal-weight mixture of several mixtures (an ensemble's predictive)."""
+        if len(mixtures) == 1:
+            return mixtures[0]
+        shift = np.log(len(mixtures))
+        return cls(
+            np.concatenate([m.log_weights - shift for m in mixtures], axis=1),
+            np.concatenate([m.means for m in mixtures], axis=1),
+            np.concatenate([m.scales for m in mixtures], axis=1),
+        )
+
     @property
     def batch_size(self) -> int:
         return self.means.shape[0]
