@@ -120,7 +120,7 @@ def test_two_processes_train_together_and_match_one(tmp_path):
 
 def test_a_dead_peer_stops_the_job_with_a_clear_error(tmp_path):
     port = _free_port()
-    head = "mdn:components=5,hidden=32+32,epochs=100000"
+    head = "mdn:components=5,hidden=32+32,epochs=100000,patience=100000"
     survivor = _launch(port, 0, tmp_path / "run", head=head, timeout=15)
     victim = _launch(port, 1, tmp_path / "run", head=head, timeout=15)
     seen = ""

@@ -106,7 +106,7 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
             "--dataset",
             "spiral:n=2000,val=300,test=500",
             "--head",
-            "mdn:components=4,hidden=32+32,epochs=100000",
+            "mdn:components=4,hidden=32+32,epochs=100000,patience=100000",
             "--output",
             str(out),
         ],
