@@ -32,6 +32,7 @@ class TrainingConfig:
     learning_rate: float
     schedule: str = "cosine"
     patience: int = 20
+    weight_decay: float = 0.0
     jit_compile: bool = True
     steps_per_execution: int = 16
     validation_batch_size: int | None = None
@@ -43,6 +44,7 @@ def training_params(
     learning_rate: float = 1e-3,
     schedule: str = "cosine",
     patience: int = 20,
+    weight_decay: float = 0.0,
 ) -> tuple[Param, ...]:
     """The training parameters every built-in head accepts, with that head's own defaults."""
     return (
@@ -64,6 +66,14 @@ def training_params(
             "stop after this many epochs without a better validation loss; the best weights "
             "are kept",
             minimum=1,
+        ),
+        Param(
+            "weight_decay",
+            "float",
+            weight_decay,
+            "decoupled weight decay (AdamW-style): each step shrinks the weights by "
+            "learning_rate x weight_decay; 0 turns it off",
+            minimum=0.0,
         ),
     )
 

@@ -184,7 +184,7 @@ def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    return keras.optimizers.Adam(learning_rate)
+    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
 
 
 def fit(

@@ -29,3 +29,19 @@ def test_streamed_and_in_memory_training_both_work():
         assert np.isfinite(result.metrics["test"]["nll"]) and result.metrics["epochs"] == 3
     # Different batch orders, same model class: similar (not identical) scores.
     assert abs(streamed.metrics["test"]["nll"] - in_memory.metrics["test"]["nll"]) < 0.5
+
+
+def test_weight_decay_shrinks_the_weights():
+    def kernel_norm(weight_decay: float) -> float:
+        result = api.run(
+            "spiral:n=600,val=100,test=200",
+            f"mlp:hidden=16,epochs=5,schedule=constant,weight_decay={weight_decay}",
+            seed=0,
+            write=False,
+            quiet=True,
+        )
+        kernels = [w for w in result.model.trainable_weights if "kernel" in w.path]
+        return float(np.sqrt(sum(np.sum(np.square(w.numpy())) for w in kernels)))
+
+    # 20 steps at learning rate 1e-3 and decay 50 shrink each weight by 5% per step.
+    assert kernel_norm(50.0) < 0.7 * kernel_norm(0.0)
