@@ -24,7 +24,7 @@ from probreg.default_plugins.uci import PUBLISHED
 #: with --head, e.g. --head mlp:hidden=64+64,epochs=400,batch_size=32,patience=200.
 UCI_HEADS = (
     "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,"
-    "patience=200,scale_floor=0.01",
+    "patience=200,scale_floor=0.01,members=5,weight_decay=0.1",
 )
 
 

@@ -1,11 +1,15 @@
-"""Choose one UCI configuration of the ``mdn`` head on validation data only.
+r"""Choose one UCI configuration of the ``mdn`` head on validation data only.
 
-    python benchmarks/uci_tune.py --root ../shared/uci --splits 0,1,2
+    python benchmarks/uci_tune.py --root ../shared/uci --splits 0,1,2 \
+        --candidates 2,6,7,8,9,10 --json benchmarks/results/uci_tune_round2.json
 
 Each candidate trains on the training rows of the first splits of every data set; its score is
 the predictive NLL of the validation rows (carved from the training rows; data units), averaged
 over splits and then ranked per data set. Test rows are never loaded into a score. The
 candidate with the best mean rank becomes ``UCI_HEADS`` in ``benchmarks/uci.py``.
+
+Scores accumulate in the ``--json`` file, so rounds of candidates can run one at a time; the
+ranking covers every candidate in the file that was scored on every data set.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ CANDIDATES = (
     "mdn:components=3,hidden=128+128,epochs=200,batch_size=32,learning_rate=0.001,patience=100,scale_floor=0.01",
     "mdn:components=3,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200",
     "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200,scale_floor=0.01,members=5",
+    "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200,scale_floor=0.01,members=5,weight_decay=0.1",
+    "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,patience=200,scale_floor=0.01,members=5,weight_decay=1.0",
+    "mdn:components=5,hidden=64+64,epochs=1000,batch_size=32,learning_rate=0.002,patience=500,scale_floor=0.01,members=5",
+    "mdn:components=5,hidden=128+128,epochs=400,batch_size=32,learning_rate=0.001,patience=200,scale_floor=0.01,members=5",
 )
 
 
@@ -45,6 +53,8 @@ def main() -> None:
         [CANDIDATES[int(i)] for i in args.candidates.split(",")] if args.candidates else CANDIDATES
     )
     scores: dict[str, dict[str, float]] = {}
+    if args.json and args.json.exists():
+        scores = json.loads(args.json.read_text())["scores"]
     for name in sorted(PUBLISHED):
         for spec in chosen:
             values = []
@@ -55,15 +65,19 @@ def main() -> None:
                 values.append(-np.mean(predictor.distribution(data.x_val).log_prob(data.y_val)))
             scores.setdefault(name, {})[spec] = float(np.mean(values))
             print(f"{name:18s} {np.mean(values):8.4f}  {spec}", flush=True)
-    ranks = {spec: [] for spec in chosen}
+    complete = set.intersection(*(set(by_spec) for by_spec in scores.values()))
+    ranks: dict[str, list[int]] = {spec: [] for spec in complete}
     for by_spec in scores.values():
-        for position, spec in enumerate(sorted(by_spec, key=by_spec.get), start=1):
+        ranked = sorted(complete, key=by_spec.get)
+        for position, spec in enumerate(ranked, start=1):
             ranks[spec].append(position)
     print("\nmean rank over data sets (1 is best):")
     for spec in sorted(ranks, key=lambda s: np.mean(ranks[s])):
         print(f"  {np.mean(ranks[spec]):.1f}  {spec}")
     if args.json:
-        args.json.write_text(json.dumps({"scores": scores, "ranks": ranks}, indent=2) + "\n")
+        tmp = args.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"scores": scores, "ranks": ranks}, indent=2) + "\n")
+        tmp.replace(args.json)
 
 
 if __name__ == "__main__":
