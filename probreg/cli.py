@@ -232,7 +232,9 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
     if text == "all":
-        return None if option == "--seeds" else []
+        if option != "--splits":
+            raise click.BadParameter("'all' only applies to --splits", param_hint=option)
+        return []
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:

@@ -149,6 +149,8 @@ def compare(
         raise UsageError("compare needs at least one --head")
     if len(set(seeds)) != len(seeds):
         raise UsageError("--seeds lists a seed twice")
+    if splits is not None and len(set(splits)) != len(splits):
+        raise UsageError("--splits lists a split twice")
     base_dataset = plugins.create("dataset", dataset)
     base_heads = [plugins.create("head", spec) for spec in heads]
     labels = head_labels(base_heads)
@@ -193,7 +195,7 @@ def compare(
     )
     bayes = [run["bayes_nll"] for run in runs if run["bayes_nll"] is not None]
     bayes_nll = float(np.mean(bayes)) if bayes else None
-    say(f"Trained {total} models in {_clock(start)}")
+    say(f"Trained {len(runs)} of {total} models in {_clock(start)}")
     comparison = ComparisonResult(table, runs, report_dir, bayes_nll)
     if report_dir is not None:
         from probreg import report

@@ -123,7 +123,7 @@ def intervals_figure(
         dims, len(views), figsize=(4.2 * len(views), 3.2 * dims), squeeze=False, sharey="row"
     )
     rng = np.random.default_rng(2)
-    keep = _thin(rng, len(y))[: min(len(y), 400)]
+    keep = rng.choice(len(y), min(len(y), 400), replace=False)
     for col, view in enumerate(views):
         low = view.distribution.quantile(0.05)[keep]
         high = view.distribution.quantile(0.95)[keep]

@@ -218,7 +218,9 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
         _require(x.ndim == 2 and y.ndim == 2 and len(x) == len(y), f"{part} part has bad shapes")
         _require(np.all(np.isfinite(x)) and np.all(np.isfinite(y)), f"{part} part is not finite")
         _require(
-            np.array_equal(x, getattr(again, f"x_{part}")), "the same seed must give the same data"
+            np.array_equal(x, getattr(again, f"x_{part}"))
+            and np.array_equal(y, getattr(again, f"y_{part}")),
+            "the same seed must give the same data",
         )
     done.append("three finite parts; same seed, same data")
     if data.log_density is not None and data.output_dim == 1:

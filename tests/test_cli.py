@@ -212,3 +212,18 @@ def test_native_tensorflow_chatter_is_hidden_by_default(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "I0000" not in result.stderr and "cuda" not in result.stderr.lower()
     assert "Training mlp" in result.stderr  # probreg's own progress still shows
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--seeds", "all"], "'all' only applies to --splits"),
+        (["--dataset", "uci:path=nowhere", "--splits", "0,0"], "--splits lists a split twice"),
+        (["--seeds", "1,1"], "--seeds lists a seed twice"),
+    ],
+)
+def test_bad_replicate_lists_give_one_line(args, fragment, tmp_path):
+    result = probreg(
+        "compare", "--head", "mlp", *args, "--output", str(tmp_path / "out"), timeout=60
+    )
+    assert_one_line_error(result, fragment)
