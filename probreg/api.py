@@ -207,13 +207,13 @@ def run(
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
         write, say = False, _silent
+    say(f"Loading dataset {dataset_.spec} (seed {seed})")
+    data = dataset_.load(seed)  # before touching the output: bad data leaves no empty folder
     run_dir = None
     if write:
         run_dir = files.prepare_output_dir(
             output or default_run_dir(dataset_.spec, head_.spec), force
         )
-    say(f"Loading dataset {dataset_.spec} (seed {seed})")
-    data = dataset_.load(seed)
     say(
         f"Training {head_.spec} on {len(data.x_train)} rows "
         f"({len(data.x_val)} validation, {len(data.x_test)} test)"
@@ -221,6 +221,9 @@ def run(
     try:
         predictor, fitted = train_head(
             head_, data, seed, verbose=not quiet, stream=stream, layout=layout
+        )
+        result = evaluate_and_save(
+            data, predictor, fitted, dataset_, head_, sampler_, seed, run_dir
         )
     except TrainingError as error:
         if run_dir is not None:  # leave a folder that says what happened, not an empty one
@@ -236,7 +239,6 @@ def run(
                 },
             )
         raise
-    result = evaluate_and_save(data, predictor, fitted, dataset_, head_, sampler_, seed, run_dir)
     if run_dir is not None:
         say(f"Wrote {run_dir}")
     return result

@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # e.g. `probreg predict ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -348,6 +351,7 @@ def _levels(text: str | None) -> list[float]:
     "output_path",
     default="-",
     show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
     help="CSV to write; - for standard output.",
 )
 @click.option(
