@@ -47,8 +47,3 @@ def bayes_nll(log_density, x: np.ndarray, y: np.ndarray) -> float | None:
     if log_density is None:
         return None
     return float(-np.mean(log_density(x, y)))
-
-
-def pit(distribution: Distribution, y: np.ndarray) -> np.ndarray:
-    """Probability integral transform ``F(y)`` per coordinate; uniform for a calibrated model."""
-    return distribution.cdf(np.asarray(y, np.float64))

@@ -151,17 +151,6 @@ def load_plugins() -> None:
         _warn(missing, f"{ALLOW_LIST_ENV} names it, but no such plugin package is installed")
 
 
-def reset() -> None:
-    """Forget every registered plugin so the next use loads them again (for tests)."""
-    global _loaded, _registry
-    for name in list(_sources):
-        pm.unregister(name=name)
-    _sources.clear()
-    _broken.clear()
-    _loaded = False
-    _registry = None
-
-
 def _probreg_version() -> str:
     from probreg import __version__
 
@@ -214,12 +203,6 @@ def registry() -> dict[str, dict[str, Entry]]:
     if _registry is None:
         _registry = _build_registry()
     return _registry
-
-
-def broken_plugins() -> dict[str, str]:
-    """Plugin packages that failed to load, with the reason."""
-    registry()
-    return dict(_broken)
 
 
 def installed(include_builtins: bool = False) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ PUBLISHED = {
     "yacht": {"mc_dropout": (-1.25, 0.01, 0.67, 0.05), "deep_ensembles": (1.18, 0.21)},
     "wine-quality-red": {"mc_dropout": (-0.93, 0.01, 0.62, 0.01), "deep_ensembles": (0.94, 0.12)},
 }
-FILES = ("data.txt", "index_features.txt", "index_target.txt")
 
 
 def _read(path: Path, dtype=float) -> np.ndarray:
