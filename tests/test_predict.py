@@ -139,3 +139,19 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("Error: ") == 1 and fragment in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_predict_into_a_pipe_that_closes_early_exits_quietly(small_run, tmp_path):
+    many = write_csv(tmp_path / "many.csv", ["x"], [[v] for v in np.linspace(0, 5, 50_000)])
+    command = ["predict", str(small_run.run_dir), "--input", str(many), "--samples", "20"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "probreg", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    assert process.stdout.readline().startswith(b"x,y_sample_1")
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) in (0, 141), stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr

@@ -43,5 +43,6 @@ def test_weight_decay_shrinks_the_weights():
         kernels = [w for w in result.model.trainable_weights if "kernel" in w.path]
         return float(np.sqrt(sum(np.sum(np.square(w.numpy())) for w in kernels)))
 
-    # 20 steps at learning rate 1e-3 and decay 50 shrink each weight by 5% per step.
+    # 300 training rows, batch 128, 5 epochs: 15 steps, each shrinking every weight by
+    # learning rate 1e-3 x decay 50 = 5%, so 0.95^15 = 0.46 before the gradients push back.
     assert kernel_norm(50.0) < 0.7 * kernel_norm(0.0)
