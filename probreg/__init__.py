@@ -23,6 +23,9 @@ _LAZY = {
     "ComparisonResult": "probreg.comparison",
     "LoadedRun": "probreg.runs",
     "ProbregError": "probreg.errors",
+    "Regressor": "probreg.estimator",
+    "tune": "probreg.tuning",
+    "TuneResult": "probreg.tuning",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -6,6 +6,7 @@ plots and files. Every step is usable from a notebook; the CLI only parses optio
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -17,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probreg import __version__, files, plugins
+from probreg import __version__, plugins, rundir
 from probreg.datasets import Data, Dataset
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
-from probreg.errors import TrainingError
+from probreg.errors import ProbregError, TrainingError, UsageError, shorten
 from probreg.heads import Head
 from probreg.runs import Predictor
 from probreg.samplers import Sampler
@@ -36,12 +37,20 @@ Echo = Callable[[str], None]
 STREAM_ROWS = 200_000
 
 
-def _stderr(message: str) -> None:
+#: Seeds go to numpy and Keras, which take 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def to_stderr(message: str) -> None:
+    """The default :data:`Echo`: progress lines on standard error."""
     print(message, file=sys.stderr, flush=True)
 
 
-def _silent(message: str) -> None:
-    pass
+def silent(message: str) -> None:
+    """An :data:`Echo` that says nothing (``quiet``)."""
+
+
+_stderr, _silent = to_stderr, silent  # older names
 
 
 @dataclasses.dataclass
@@ -55,6 +64,7 @@ class RunResult:
     samples: np.ndarray  # one draw per test input from the run's sampler
     history: dict[str, list[float]]
     run_dir: Path | None
+    recalibrated: RunResult | None = None  # the same model through its PIT map (--recalibrate)
 
     @property
     def model(self):
@@ -108,22 +118,29 @@ def train_head(
     verbose: bool,
     stream: bool | None = None,
     layout: Layout | None = None,
+    trunk: Any = None,
+    epoch_callback: Callable[[int, dict], None] | None = None,
+    monitor: str = "nll",
 ):
     """Standardise, build, fit and calibrate one head; return ``(predictor, fit_result)``.
 
     From :data:`STREAM_ROWS` training rows on, batches are streamed from the data
     (:class:`probreg.training.BatchStream`) unless ``stream`` says otherwise. With a parallel
     ``layout`` (:mod:`probreg.distributed`) the model trains data-parallel and is then copied
-    into a plain local model, which is what gets evaluated and saved.
+    into a plain local model, which is what gets evaluated and saved. ``epoch_callback`` goes
+    to :func:`probreg.training.fit` (called with ``(epoch, logs)`` after every epoch).
+    ``monitor`` is the validation score that picks the best epoch (:mod:`probreg.postfit`).
     """
     import keras
 
     from probreg import distributed, training
-    from probreg.runs import Standardizer
+    from probreg.runs import fit_scalings
 
     layout = layout or distributed.SINGLE
+    # A custom trunk (Keras layer or model, or a function building one) goes to the head.
+    build_extra = {} if trunk is None else {"trunk": trunk}
     keras.utils.set_random_seed(seed)
-    x_scaling, y_scaling = Standardizer.fit(data.x_train), Standardizer.fit(data.y_train)
+    x_scaling, y_scaling = fit_scalings(data)
     x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
     config = head.training()
     rows, val_rows = np.arange(len(data.x_train)), np.arange(len(x_val))
@@ -139,8 +156,16 @@ def train_head(
     else:
         x_train = x_scaling.transform(data.x_train[rows])
         y_train = y_scaling.transform(data.y_train[rows])
+    selection = {}
+    if monitor != "nll":  # the default stays the validation loss, untouched
+        from probreg import postfit
+
+        selection["monitor"] = postfit.monitor_callback(
+            monitor, head, x_val[val_rows], data.y_val[val_rows], y_scaling
+        )
     with distributed.strategy_scope(layout):
-        model = head.build(data.input_dim, data.output_dim)
+        model = head.build(data.input_dim, data.output_dim, **build_extra)
+        head.before_fit(model, y_scaling)
         result = training.fit(
             model,
             head.loss(data.output_dim),
@@ -157,10 +182,12 @@ def train_head(
                 if layout.distributed
                 else None
             ),
+            epoch_callback=epoch_callback,
+            **selection,
         )
         weights = distributed.local_weights(model) if layout.parallel else None
     if weights is not None:  # a plain local copy of the trained model
-        model = head.build(data.input_dim, data.output_dim)
+        model = head.build(data.input_dim, data.output_dim, **build_extra)
         model.set_weights(weights)
     head.after_fit(model, x_val, y_val)
     result.streamed = stream
@@ -194,6 +221,9 @@ def run(
     stream: bool | None = None,
     layout: Layout | None = None,
     echo: Echo | None = None,
+    recalibrate: bool = False,
+    conformal: float | None = None,
+    monitor: str = "nll",
 ) -> RunResult:
     """Train ``head`` on ``dataset``, evaluate it on the held-out test part and draw the pictures.
 
@@ -201,37 +231,149 @@ def run(
     overrides the head's maximum number of epochs. With ``write=False`` nothing is written to
     disk (handy in notebooks). A Ctrl-C during training keeps the best weights so far and
     finishes the run with ``status == "interrupted"``. ``layout`` trains on several devices or
-    processes (:mod:`probreg.distributed`); only the main process writes.
+    processes (:mod:`probreg.distributed`); only the main process writes. ``recalibrate``,
+    ``conformal`` (share of training rows held out) and ``monitor`` (the validation score that
+    picks the best epoch) are described in :mod:`probreg.postfit`.
     """
-    say = echo or (_silent if quiet else _stderr)
+    from probreg import postfit
+
+    say = echo or (silent if quiet else to_stderr)
+    check_seed(seed)
+    calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
-        write, say = False, _silent
-    say(f"Loading dataset {dataset_.spec} (seed {seed})")
-    data = dataset_.load(seed)  # before touching the output: bad data leaves no empty folder
-    run_dir = None
+        write, say = False, silent
+    target = output or default_run_dir(dataset_.spec, head_.spec)
     if write:
-        run_dir = files.prepare_output_dir(
-            output or default_run_dir(dataset_.spec, head_.spec), force
+        rundir.check_target(Path(target), force)  # refuse early; claimed again below
+    say(f"Loading dataset {dataset_.spec} (seed {seed})")
+    data = dataset_.load(seed)
+    check_plan(data, head_, say)  # every input error comes before the output folder
+    postfit.check(calibrating, data)
+    # The run is built in a staging folder beside the output and swapped in when it is done.
+    claim = rundir.claim(target, force=force, kind="run") if write else contextlib.nullcontext()
+    with claim as claimed:
+        say(
+            f"Training {head_.spec} on {len(data.x_train)} rows "
+            f"({len(data.x_val)} validation, {len(data.x_test)} test)"
         )
-    say(
-        f"Training {head_.spec} on {len(data.x_train)} rows "
-        f"({len(data.x_val)} validation, {len(data.x_test)} test)"
-    )
+        staging = claimed.staging if claimed is not None else None
+        try:
+            result = fit_and_score(
+                dataset_,
+                head_,
+                sampler_,
+                data,
+                seed,
+                staging,
+                verbose=not quiet,
+                stream=stream,
+                layout=layout,
+                calibrating=calibrating,
+            )
+        except TrainingError as error:
+            if claimed is None:
+                raise
+            if claimed.replaces:  # never trade a working run for a record of a failure
+                raise TrainingError(f"{error}; '{target}' was left as it was") from None
+            claimed.commit("diverged")  # a folder that says what happened
+            raise
+        if claimed is not None:
+            claimed.commit()
+            result.run_dir = Path(target)
+            say(f"Wrote {target}")
+    return result
+
+
+def check_seed(seed: int) -> None:
+    """A one-line error unless ``seed`` is an integer from 0 to :data:`MAX_SEED`."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int | np.integer)
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise UsageError(f"seed {shorten(seed, 40)} is out of range: use 0 to {MAX_SEED}")
+
+
+def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
+    """Everything that can be checked before training: the data standardises (values not too
+    large, target not constant), the training numbers fit in float32 and the head can build
+    its model. Says which input columns are constant."""
+    from probreg.runs import fit_scalings
+
+    x_scaling, y_scaling = fit_scalings(data)
+    for part in ("val", "test"):
+        x_scaling.transform(getattr(data, f"x_{part}"))
+        y_scaling.transform(getattr(data, f"y_{part}"))
+    for name in x_scaling.constant:
+        note = f"input column '{shorten(name, 60)}' is constant in the training rows"
+        say(f"Note: {note}; the model sees it as 0")
+    config = head.training()
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not np.isfinite(np.float32(value)):
+            raise UsageError(
+                f"invalid head '{head.name}' parameter '{field.name}': {value:g} does not fit "
+                f"in float32 (largest {float(np.finfo(np.float32).max):.3g})"
+            )
     try:
+        head.build(data.input_dim, data.output_dim)
+    except ProbregError:
+        raise
+    except Exception as error:
+        raise UsageError(
+            f"head '{shorten(head.spec, 80)}' cannot build its model for {data.input_dim} "
+            f"inputs and {data.output_dim} outputs: {shorten(error)}"
+        ) from None
+
+
+def fit_and_score(
+    dataset: Dataset,
+    head: Head,
+    sampler: Sampler,
+    data: Data,
+    seed: int,
+    run_dir: Path | None,
+    *,
+    verbose: bool,
+    stream: bool | None = None,
+    layout: Layout | None = None,
+    calibrating: Any = None,
+) -> RunResult:
+    """Train, score and (into ``run_dir``, if given) save one head: the path ``run`` and
+    ``compare`` share. A diverged head leaves a ``metrics.json`` record in ``run_dir`` and
+    raises :class:`TrainingError`; a Ctrl-C before the first epoch ends raises
+    ``KeyboardInterrupt`` (there is no model to keep)."""
+    from probreg import postfit
+
+    try:
+        # ``calibrating`` (postfit.Options): conformal rows are held out of training here.
+        data, cal_rows = postfit.prepare(calibrating, data, seed)
+        monitor = calibrating.monitor if calibrating is not None else "nll"
         predictor, fitted = train_head(
-            head_, data, seed, verbose=not quiet, stream=stream, layout=layout
+            head, data, seed, verbose=verbose, stream=stream, layout=layout, monitor=monitor
         )
-        result = evaluate_and_save(
-            data, predictor, fitted, dataset_, head_, sampler_, seed, run_dir
+        if fitted.status == "interrupted" and fitted.epochs == 0:
+            raise KeyboardInterrupt
+        return evaluate_and_save(
+            data,
+            predictor,
+            fitted,
+            dataset,
+            head,
+            sampler,
+            seed,
+            run_dir,
+            calibrating=calibrating,
+            cal_rows=cal_rows,
         )
     except TrainingError as error:
-        if run_dir is not None:  # leave a folder that says what happened, not an empty one
-            files.write_json(
-                run_dir / "metrics.json",
+        if run_dir is not None:
+            rundir.write_metrics(
+                run_dir,
                 {
-                    "dataset": dataset_.spec,
-                    "head": head_.spec,
+                    "dataset": dataset.spec,
+                    "head": head.spec,
                     "seed": seed,
                     "status": "diverged",
                     "error": str(error),
@@ -239,9 +381,6 @@ def run(
                 },
             )
         raise
-    if run_dir is not None:
-        say(f"Wrote {run_dir}")
-    return result
 
 
 def evaluate_and_save(
@@ -253,8 +392,12 @@ def evaluate_and_save(
     sampler: Sampler,
     seed: int,
     run_dir: Path | None,
+    *,
+    calibrating: Any = None,
+    cal_rows: Any = None,
 ) -> RunResult:
     """Score a trained head on the test part, draw from it, and write its run folder if asked."""
+    from probreg import postfit
     from probreg.metrics import bayes_nll, evaluate
 
     distribution = predictor.distribution(data.x_test)
@@ -279,6 +422,7 @@ def evaluate_and_save(
         "versions": versions(),
     }
     result = RunResult(metrics, data, predictor, distribution, samples, fitted.history, run_dir)
+    postfit.after_fit(calibrating, result, cal_rows, run_dir)  # reliability, recalibration...
     if run_dir is not None:
         save_run(run_dir, result, dataset, head, sampler, seed)
     return result
@@ -288,8 +432,8 @@ def save_run(
     run_dir: Path, result: RunResult, dataset: Dataset, head: Head, sampler: Sampler, seed: int
 ) -> None:
     """Write the model, config, history and pictures, then ``metrics.json`` last."""
-    from probreg import plots
-    from probreg.runs import CONFIG, HISTORY, METRICS, MODEL, plugin_record
+    from probreg import files, plots
+    from probreg.runs import HISTORY, MODEL, plugin_record
 
     predictor = result.predictor
     data = result.data
@@ -303,13 +447,17 @@ def save_run(
         "scaling": {"x": predictor.x_scaling.to_dict(), "y": predictor.y_scaling.to_dict()},
         "versions": result.metrics["versions"],
     }
-    files.write_json(run_dir / CONFIG, config)
+    rundir.write_config(run_dir, config)
     files.write_with(run_dir / MODEL, predictor.model.save)
     files.write_json(run_dir / HISTORY, result.history)
-    view = plots.HeadView(
-        head.spec, result.distribution, result.samples, result.history, predictor.distribution
-    )
+    views = [
+        plots.HeadView(
+            label, run.distribution, run.samples, run.history, run.predictor.distribution
+        )
+        for label, run in ((head.spec, result), (f"{head.spec} +recalibrated", result.recalibrated))
+        if run is not None
+    ]
     result.metrics["pictures"] = plots.draw_all(
-        run_dir, data.x_test, data.y_test, [view], data.y_names
+        run_dir, data.x_test, data.y_test, views, data.y_names
     )
-    files.write_json(run_dir / METRICS, result.metrics)
+    rundir.write_metrics(run_dir, result.metrics)

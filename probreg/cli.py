@@ -6,17 +6,21 @@ TensorFlow, so commands import the heavy parts when they run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from probreg import __version__
-from probreg.errors import ProbregError
+from probreg.errors import ProbregError, shorten
 
 SPEC_HELP = "NAME or NAME:key=value,...; see `probreg list`"
+MONITORS = ("nll", "crps", "rmse", "calibration_error", "wis", "interval_score_90", "pinball")
 
 # Options that several commands share.
 DATASET = click.option(
@@ -28,20 +32,81 @@ SAMPLER = click.option(
 EPOCHS = click.option(
     "--epochs", type=click.IntRange(min=1), help="Most epochs (overrides the head's own)."
 )
+MAX_SEED = 2**32 - 1  # what numpy and Keras accept
 SEED = click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_SEED),
     default=0,
     show_default=True,
     help="Fixes data, initialisation and sampling.",
 )
 FORCE = click.option("--force", is_flag=True, help="Replace an existing output directory.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress output; only the results.")
+RECALIBRATE = click.option(
+    "--recalibrate",
+    is_flag=True,
+    help="Fit an isotonic map of the PIT on the validation rows; report scores before and "
+    "after, and save the map for predict.",
+)
+CONFORMAL = click.option(
+    "--conformal",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Hold out this share of the training rows to calibrate conformal intervals and "
+    "regions (e.g. 0.2); report them and save the rows for predict --intervals.",
+)
+MONITOR = click.option(
+    "--monitor",
+    type=click.Choice(MONITORS),
+    default="nll",
+    show_default=True,
+    help="Validation score for early stopping and the best epoch.",
+)
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {shorten(message, 2000)}", err=True)
     sys.exit(code)
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (timeout, Docker, Kubernetes, Slurm) and SIGHUP stop like Ctrl-C: training keeps
+    its best weights and the run finishes as ``interrupted``. An ignored SIGHUP (nohup) stays
+    ignored."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is None:
+            continue
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                signal.signal(number, stop)
+
+
+def _drop_stdout() -> None:
+    """Send what is left in stdout's buffer to /dev/null (the reader is gone or the disk is
+    full), so Python's exit does not print an 'Exception ignored' traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _os_error(error: OSError) -> NoReturn:
+    """A failed read or write as one line; a closed pipe on stdout is a quiet exit."""
+    _drop_stdout()
+    if error.errno == errno.EPIPE:
+        sys.exit(141)  # like a process killed by SIGPIPE, as `| head` expects
+    where = f" '{shorten(error.filename, 200)}'" if error.filename else ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        _fail(
+            f"no space left on the device{where or ' (writing output)'}; nothing half-written "
+            "was kept",
+            1,
+        )
+    _fail(f"{error.strerror or error}{where}", 1)
 
 
 def _mute_native_stderr() -> None:
@@ -65,8 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         _mute_native_stderr()
+    _stop_on_signals()
     try:
         result = cli.main(args=argv, prog_name="probreg", standalone_mode=False)
+        sys.stdout.flush()
     except ProbregError as error:
         _fail(str(error), error.exit_code)
     except click.ClickException as error:
@@ -74,6 +141,16 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except SystemExit as error:  # commands return their code: this came from plugin code
+        _fail(
+            f"plugin code called sys.exit({shorten(error.code, 40)}) while the command ran; "
+            "the command did not finish",
+            1,
+        )
+    except OSError as error:
+        _os_error(error)
+    except MemoryError:
+        _fail("out of memory; try a smaller dataset, model or batch_size", 1)
     sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -106,6 +183,9 @@ def _summary(metrics: dict[str, Any]) -> str:
         f"  {'test rmse':<14}{test['rmse']:>10.4f}",
         f"  {'coverage_90':<14}{test['coverage_90']:>10.3f}",
     ]
+    from probreg.postfit import summary_lines
+
+    lines += summary_lines(metrics)
     return "\n".join(lines)
 
 
@@ -160,6 +240,9 @@ def _summary(metrics: dict[str, Any]) -> str:
     show_default=True,
     help="With --distributed: seconds to wait for peers (joining, and between steps).",
 )
+@RECALIBRATE
+@CONFORMAL
+@MONITOR
 def run(
     dataset,
     head,
@@ -175,6 +258,9 @@ def run(
     num_processes,
     process_id,
     peer_timeout,
+    recalibrate,
+    conformal,
+    monitor,
 ) -> int:
     """Train a head on a dataset, evaluate it on the test part and draw the pictures.
 
@@ -211,6 +297,9 @@ def run(
         force=force,
         quiet=quiet,
         layout=layout,
+        recalibrate=recalibrate,
+        conformal=conformal,
+        monitor=monitor,
     )
     if layout is not None and layout.distributed:
         click.echo(
@@ -267,7 +356,24 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 )
 @FORCE
 @QUIET
-def compare(dataset, heads, sampler, epochs, seed, seeds, splits, output, force, quiet) -> int:
+@RECALIBRATE
+@CONFORMAL
+@MONITOR
+def compare(
+    dataset,
+    heads,
+    sampler,
+    epochs,
+    seed,
+    seeds,
+    splits,
+    output,
+    force,
+    quiet,
+    recalibrate,
+    conformal,
+    monitor,
+) -> int:
     """Train several heads on the same data and rank them in one report.
 
     \b
@@ -292,6 +398,9 @@ def compare(dataset, heads, sampler, epochs, seed, seeds, splits, output, force,
         output=output,
         force=force,
         quiet=quiet,
+        recalibrate=recalibrate,
+        conformal=conformal,
+        monitor=monitor,
     )
     click.echo(_ranking(result))
     if result.report_dir is not None:
@@ -303,10 +412,10 @@ def _all_splits(dataset: str) -> list[int]:
     from probreg import plugins
 
     instance = plugins.create("dataset", dataset)
-    count = getattr(instance, "n_splits", None)
+    count = instance.n_splits()
     if count is None:
         raise ProbregError(f"dataset '{instance.name}' has no splits; use --seeds")
-    return list(range(count()))
+    return list(range(count))
 
 
 def _ranking(result) -> str:
@@ -318,7 +427,163 @@ def _ranking(result) -> str:
         )
     if result.bayes_nll is not None:
         lines.append(f"    {'Bayes limit':<28}{result.bayes_nll:>10.4f}")
+    for run in result.runs:
+        if run["status"] == "diverged":
+            lines.append(f"    diverged: {run['head']} ({run['replicate']})")
+    from probreg.postfit import ranking_lines
+
+    lines += ranking_lines(result)
     return "\n".join(lines)
+
+
+@cli.command()
+@DATASET
+@click.option("--head", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Finished trials the study should reach (re-running tops it up).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after S seconds."
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["nll", "crps", "rmse"]),
+    default="nll",
+    show_default=True,
+    help="Validation score to minimise.",
+)
+@click.option(
+    "--space",
+    help="Narrow or fix the search space, e.g. "
+    "'components=2..30,learning_rate=1e-4..1e-2:log,hidden=64+64|256+256'.",
+)
+@EPOCHS
+@click.option("--seeds", help="Average the score over these seeds, e.g. 0,1,2 [default: 0].")
+@click.option("--splits", help="For datasets with a split parameter (uci): 'all' or e.g. 0,1,2.")
+@click.option(
+    "--storage",
+    help="Optuna storage URL shared by workers, e.g. postgresql://user:pw@host/db "
+    "[default: a SQLite file in the tune folder].",
+)
+@click.option("--study", help="Study name in the storage [default: from dataset, head, metric].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine, sharing the storage.",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="Stops unpromising trials early from their per-epoch validation loss.",
+)
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between a worker's signs of life; a trial silent for twice that is failed.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Tune folder [default: tunes/<study>]; an existing one is resumed.",
+)
+@FORCE
+@QUIET
+def tune(
+    dataset,
+    head,
+    trials,
+    timeout,
+    metric,
+    space,
+    epochs,
+    seeds,
+    splits,
+    storage,
+    study,
+    workers,
+    pruner,
+    heartbeat,
+    output,
+    force,
+    quiet,
+) -> int:
+    """Search a head's hyperparameters (Optuna) for the best validation score.
+
+    Prints the best head spec on standard output, ready for `probreg run --head`.
+    Interrupt and run the same command again to resume.
+
+    \b
+    Example:
+      probreg tune --dataset bishop --head mdn --trials 30
+      probreg tune -d bishop --head mdn --space 'components=2..30,learning_rate=1e-4..1e-2:log'
+    """
+    import shlex
+
+    from probreg import tuning
+
+    if seeds is not None and splits is not None:
+        raise click.UsageError("give --seeds or --splits, not both")
+    seed_list = _int_list(seeds, "--seeds") or [0]
+    split_list = _int_list(splits, "--splits")
+    if split_list == []:
+        split_list = _all_splits(dataset)
+    result = tuning.tune(
+        dataset,
+        head,
+        trials=trials,
+        metric=metric,
+        space=space,
+        seeds=seed_list,
+        splits=split_list,
+        epochs=epochs,
+        timeout=timeout,
+        storage=storage,
+        study=study,
+        workers=workers,
+        pruner=pruner,
+        heartbeat=heartbeat,
+        output=output,
+        force=force,
+        quiet=quiet,
+    )
+    summary = result.summary
+    counts, pruning = summary["trials"], summary["pruning"]
+    lines = [
+        f"{counts['finished']} of {trials} trials finished ({counts['complete']} complete, "
+        f"{counts['pruned']} pruned; {counts['failed']} failed) in {summary['seconds']:.0f} s; "
+        f"pruning saved about {pruning['saved_seconds']:.0f} s "
+        f"({100 * pruning['saved_fraction']:.0f}% of training)"
+    ]
+    if result.best_spec is not None:
+        line = f"best validation {metric} {result.best_value:.4f}"
+        if result.default_value is not None:
+            line += f" (the head's defaults: {result.default_value:.4f})"
+        lines += [
+            line,
+            "run it: "
+            + shlex.join(["probreg", "run", "--dataset", dataset, "--head", result.best_spec]),
+        ]
+    if result.tune_dir is not None:
+        lines.append(f"tune folder: {result.tune_dir}")
+    if not quiet:
+        click.echo("\n".join(lines), err=True)
+    if result.best_spec is None:
+        from probreg.errors import TrainingError
+
+        raise TrainingError("no trial completed, so there is no best spec; see the tune folder")
+    click.echo(result.best_spec)
+    return 130 if result.interrupted else 0
 
 
 def _levels(text: str | None) -> list[float]:
@@ -369,11 +634,30 @@ def _levels(text: str | None) -> list[float]:
     "--sampler", "-s", help=f"Sampler spec for --samples [default: the run's]: {SPEC_HELP}."
 )
 @click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for the draws."
+    "--seed",
+    type=click.IntRange(min=0, max=MAX_SEED),
+    default=0,
+    show_default=True,
+    help="Seed for the draws.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
+@click.option(
+    "--intervals",
+    help="Conformal sets from the run's calibration rows (run with --conformal): "
+    "'conformal:level=0.9' for intervals, 'conformal:level=0.9,kind=region' for regions.",
+)
 def predict(
-    run_dir, input_path, output_path, samples, quantiles, mean, params, sampler, seed, force
+    run_dir,
+    input_path,
+    output_path,
+    samples,
+    quantiles,
+    mean,
+    params,
+    sampler,
+    seed,
+    force,
+    intervals,
 ) -> None:
     """Predict for new inputs with a trained run directory.
 
@@ -394,9 +678,41 @@ def predict(
         sampler=sampler,
         seed=seed,
         force=force,
+        intervals=intervals,
     )
     if output_path != "-":
         click.echo(f"Wrote {len(table)} rows x {len(header)} columns to {output_path}", err=True)
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--format",
+    "-f",
+    "export_format",
+    type=click.Choice(["onnx", "saved_model", "litert"]),
+    default="onnx",
+    show_default=True,
+    help="onnx (onnxruntime), saved_model (TensorFlow Serving) or litert (.tflite).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Folder to write [default: RUN_DIR/export/FORMAT].",
+)
+@click.option("--force", is_flag=True, help="Replace an existing export folder.")
+def export(run_dir, export_format, output, force) -> None:
+    """Export a run's model for serving: data-unit inputs in, the family's parameters out.
+
+    \b
+    Example:
+      probreg export runs/my-run --format onnx
+    """
+    from probreg.export import export_run
+
+    folder = export_run(run_dir, output, export_format, force)
+    click.echo(f"Wrote {folder}", err=True)
 
 
 @cli.command("plugins")
@@ -417,7 +733,7 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         click.secho(f"{package['name']} {package['version']}".rstrip(), bold=True)
         if "error" in package:
             click.echo(f"  broken: {package['error']}")
-        for kind in ("datasets", "heads", "samplers"):
+        for kind in ("datasets", "heads", "samplers", "families"):
             if package[kind]:
                 click.echo(f"  {kind}: {', '.join(sorted(package[kind]))}")
 
@@ -425,7 +741,7 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_plugins(as_json: bool) -> None:
-    """Show the available datasets, heads and samplers with their parameters."""
+    """Show the available datasets, heads, samplers and families with their parameters."""
     from probreg import plugins
 
     registry = plugins.registry()
@@ -453,10 +769,10 @@ def list_plugins(as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for kind, entries in registry.items():
-        click.secho(f"{kind.capitalize()}s", bold=True)
+        click.secho(plugins.plural(kind).capitalize(), bold=True)
         for name, entry in sorted(entries.items()):
             origin = "" if entry.source.builtin else f"  [from {entry.source.name}]"
-            click.echo(f"  {name:<12} {entry.cls.summary()}{origin}")
+            click.echo(f"  {name:<16} {entry.cls.summary()}{origin}")
             settings = [
                 (
                     f"{p.name}="

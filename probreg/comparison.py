@@ -1,12 +1,15 @@
 """``compare``: several heads on the same data and test points, side by side in one report.
 
-Each (head, replicate) pair is trained like ``probreg run`` and written to its own run folder;
-the report ranks heads by test NLL and aggregates replicates (seeds, or dataset splits) as
-mean and standard error.
+Each (head, replicate) pair is trained by the same code as ``probreg run``
+(:func:`probreg.api.fit_and_score`) and written to its own run folder inside the report
+folder, which is claimed, built aside and swapped in like a run (:mod:`probreg.rundir`).
+The report ranks heads by test NLL and aggregates replicates (seeds, or dataset splits) as
+mean and standard error. A head that diverges is recorded as such and named in the report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -20,24 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from probreg import files, plugins
-from probreg.api import Echo, RunResult, _silent, _stderr, evaluate_and_save, train_head, versions
-from probreg.datasets import Dataset
-from probreg.errors import UsageError
-from probreg.heads import Head
-from probreg.metrics import METRICS
-from probreg.samplers import Sampler
-
-#: Columns of the ranking: (key, header, which value is best).
-COLUMNS = (
-    ("nll", "NLL", "min"),
-    ("bayes_gap", "gap to Bayes", "min"),
-    ("crps", "CRPS", "min"),
-    ("rmse", "RMSE", "min"),
-    ("coverage_90", "coverage 90%", "closest to 0.9"),
-    ("train_seconds", "train s", "min"),
-    ("parameters", "parameters", None),
+from probreg import plugins, rundir
+from probreg.api import (
+    Echo,
+    RunResult,
+    check_plan,
+    check_seed,
+    fit_and_score,
+    silent,
+    to_stderr,
+    versions,
 )
+from probreg.datasets import Dataset
+from probreg.distributed import Layout
+from probreg.errors import TrainingError, UsageError, shorten
+from probreg.heads import Head
+from probreg.metrics import COLUMNS, METRICS, MULTIVARIATE
+from probreg.samplers import Sampler
 
 
 @dataclasses.dataclass
@@ -46,12 +48,11 @@ class Replicate:
 
     seed: int
     dataset: Dataset
+    split: int | None = None
 
     @property
     def name(self) -> str:
-        if "split" in self.dataset.options:
-            return f"split {self.dataset.options['split']}"
-        return f"seed {self.seed}"
+        return f"seed {self.seed}" if self.split is None else f"split {self.split}"
 
 
 @dataclasses.dataclass
@@ -103,25 +104,24 @@ def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """``text`` as a file-name part: runs of other characters become ``_``."""
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "head"
+
+
+_slug = slug  # the older name
 
 
 def replicates(
     dataset: Dataset, seeds: Sequence[int], splits: Sequence[int] | None
 ) -> list[Replicate]:
-    """Seeds, or (for datasets with a ``split`` parameter) splits with seed = split index."""
+    """Seeds, or (for datasets with splits, :meth:`Dataset.n_splits`) splits with seed = split
+    index."""
     if splits is None:
         return [Replicate(seed, dataset) for seed in seeds]
-    if "split" not in dataset.options:
-        raise UsageError(
-            f"dataset '{dataset.name}' has no 'split' parameter, so --splits does not apply"
-        )
-    made = []
-    for split in splits:
-        options = {**dataset.options, "split": split}
-        made.append(Replicate(split, type(dataset)(**options)))
-    return made
+    if dataset.n_splits() is None:
+        raise UsageError(f"dataset '{dataset.name}' has no splits, so --splits does not apply")
+    return [Replicate(split, dataset.with_split(split), split) for split in splits]
 
 
 def compare(
@@ -138,19 +138,34 @@ def compare(
     write: bool = True,
     command: str | None = None,
     echo: Echo | None = None,
+    stream: bool | None = None,
+    layout: Layout | None = None,
+    recalibrate: bool = False,
+    conformal: float | None = None,
+    monitor: str = "nll",
 ) -> ComparisonResult:
     """Train every head on the same data for each replicate; rank them by mean test NLL.
 
-    ``splits`` runs the listed splits of a dataset with a ``split`` parameter (``uci``) instead
-    of ``seeds``. Returns the ranked table as data; with ``write`` also the report directory.
+    ``splits`` runs the listed splits of a dataset with splits (``uci``) instead of ``seeds``.
+    Returns the ranked table as data; with ``write`` also the report directory. ``stream`` and
+    ``layout`` work as in :func:`probreg.api.run`; only the main process writes.
+    ``recalibrate`` adds a ``<head> +recalibrated`` row for every head (the same model through
+    its PIT map); ``conformal`` and ``monitor`` work as in :func:`probreg.api.run`.
     """
-    say = echo or (_silent if quiet else _stderr)
+    from probreg import postfit
+
+    say = echo or (silent if quiet else to_stderr)
+    calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
     if len(heads) < 1:
         raise UsageError("compare needs at least one --head")
     if len(set(seeds)) != len(seeds):
         raise UsageError("--seeds lists a seed twice")
     if splits is not None and len(set(splits)) != len(splits):
         raise UsageError("--splits lists a split twice")
+    for seed in seeds if splits is None else splits:
+        check_seed(seed)
+    if layout is not None and not layout.is_main:
+        write, say = False, silent
     base_dataset = plugins.create("dataset", dataset)
     base_heads = [plugins.create("head", spec) for spec in heads]
     labels = head_labels(base_heads)
@@ -158,60 +173,149 @@ def compare(
     head_objects = [plugins.create("head", head, **overrides) for head in base_heads]
     sampler_ = plugins.create("sampler", sampler)
     reps = replicates(base_dataset, seeds, splits)
-    report_dir = None
+    target = output or _default_dir(base_dataset)
     if write:
-        report_dir = files.prepare_output_dir(output or _default_dir(base_dataset), force)
-    total = len(reps) * len(head_objects)
+        rundir.check_target(Path(target), force)  # refuse early; claimed again below
+    say(f"Loading dataset {reps[0].dataset.spec} ({reps[0].name})")
+    first = reps[0].dataset.load(reps[0].seed)
+    for index, head in enumerate(head_objects):  # input errors come before the output folder
+        check_plan(first, head, say if index == 0 else silent)
+    postfit.check(calibrating, first)
+    claim = rundir.claim(target, force=force, kind="compare") if write else None
+    with claim or contextlib.nullcontext() as claimed:
+        staging = None if claimed is None else claimed.staging
+        options = {
+            "verbose": not quiet,
+            "stream": stream,
+            "layout": layout,
+            "calibrating": calibrating,
+        }
+        runs, views = _train_all(
+            reps, first, labels, head_objects, sampler_, staging, say, **options
+        )
+        runs, views, labels = postfit.expand(runs, views, labels)  # + recalibrated heads
+        done = [run for run in runs if run["status"] != "diverged"]
+        if not done:
+            raise TrainingError(
+                f"every head diverged (first: {runs[0]['head']}: {shorten(runs[0]['error'])})"
+            )
+        table = rank(_aggregate([label for label in labels if _ran(label, done)], done))
+        bayes = [run["bayes_nll"] for run in done if run["bayes_nll"] is not None]
+        bayes_nll = float(np.mean(bayes)) if bayes else None
+        comparison = ComparisonResult(table, runs, None, bayes_nll)
+        if staging is not None:
+            from probreg import report
+
+            report.write(
+                staging,
+                comparison,
+                dataset=base_dataset.spec,
+                replicates=[rep.name for rep in reps],
+                views=views,
+                command=command
+                or _command(base_dataset, base_heads, sampler_, seeds, splits, epochs)
+                + postfit.command_flags(calibrating),
+                versions=_versions(head_objects, base_dataset, sampler_),
+                extra_sections=_diverged_section(runs)
+                + _published_section(base_dataset, table)
+                + postfit.report_sections(runs),
+            )
+            claimed.commit()
+            comparison.report_dir = Path(target)
+            say(f"Wrote {Path(target) / 'report.html'}")
+    return comparison
+
+
+def _ran(label: str, runs: list[dict[str, Any]]) -> bool:
+    return any(run["head"] == label for run in runs)
+
+
+def _train_all(
+    reps: Sequence[Replicate],
+    first: Any,
+    labels: Sequence[str],
+    heads: Sequence[Head],
+    sampler: Sampler,
+    staging: Path | None,
+    say: Echo,
+    **options: Any,
+) -> tuple[list[dict[str, Any]], list[tuple[str, RunResult]]]:
+    """Fit and score every head on every replicate; one row per run (diverged ones too)."""
+    total = len(reps) * len(heads)
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
     views = []
-    interrupted = False
+    view_rep = None
     for r_index, rep in enumerate(reps):
-        if interrupted:
-            break
-        say(f"Loading dataset {rep.dataset.spec} ({rep.name})")
-        data = rep.dataset.load(rep.seed)
-        for h_index, (label, head) in enumerate(zip(labels, head_objects, strict=True)):
-            step = r_index * len(head_objects) + h_index + 1
+        if r_index == 0:
+            data = first
+        else:
+            say(f"Loading dataset {rep.dataset.spec} ({rep.name})")
+            data = rep.dataset.load(rep.seed)
+            for head in heads:
+                check_plan(data, head)
+        for h_index, (label, head) in enumerate(zip(labels, heads, strict=True)):
+            step = r_index * len(heads) + h_index + 1
             say(f"[{step}/{total}] training {label} ({rep.name}) - elapsed {_clock(start)}")
-            predictor, fitted = train_head(head, data, rep.seed, verbose=not quiet)
             run_dir = None
-            if report_dir is not None:
-                suffix = f"-{_slug(rep.name)}" if len(reps) > 1 else ""
-                run_dir = report_dir / "runs" / f"{h_index + 1:02d}-{_slug(label)}{suffix}"
-                run_dir.mkdir(parents=True)
-            result = evaluate_and_save(
-                data, predictor, fitted, rep.dataset, head, sampler_, rep.seed, run_dir
-            )
-            runs.append(_run_row(label, rep, result, report_dir))
-            if r_index == 0:
+            if staging is not None:
+                suffix = f"-{slug(rep.name)}" if len(reps) > 1 else ""
+                name = f"{h_index + 1:02d}-{slug(label)}{suffix}"
+                run_dir = rundir.start_folder(staging / "runs" / name, "run")
+            try:
+                result = fit_and_score(
+                    rep.dataset, head, sampler, data, rep.seed, run_dir, **options
+                )
+            except TrainingError as error:
+                say(f"{label} ({rep.name}) diverged: {error}")
+                if run_dir is not None:
+                    rundir.finish_folder(run_dir, "diverged")
+                runs.append(_diverged_row(label, head, rep, error, run_dir, staging))
+                continue
+            if run_dir is not None:
+                rundir.finish_folder(run_dir)
+            runs.append(_run_row(label, rep, result, staging))
+            if view_rep is None or view_rep == r_index:  # pictures: the first replicate that
+                view_rep = r_index  # has a model, so every picture shows the same test data
                 views.append((label, result))
-            if fitted.status == "interrupted":  # Ctrl-C: keep this run, report what is done
+            if result.status == "interrupted":  # Ctrl-C: keep this run, report what is done
                 say(f"Interrupted: reporting the {len(runs)} run(s) finished so far")
-                interrupted = True
-                break
-    table = rank(
-        _aggregate([label for label in labels if any(r["head"] == label for r in runs)], runs)
-    )
-    bayes = [run["bayes_nll"] for run in runs if run["bayes_nll"] is not None]
-    bayes_nll = float(np.mean(bayes)) if bayes else None
+                say(f"Trained {len(runs)} of {total} models in {_clock(start)}")
+                return runs, views
     say(f"Trained {len(runs)} of {total} models in {_clock(start)}")
-    comparison = ComparisonResult(table, runs, report_dir, bayes_nll)
-    if report_dir is not None:
-        from probreg import report
+    return runs, views
 
-        report.write(
-            report_dir,
-            comparison,
-            dataset=base_dataset.spec,
-            replicates=[rep.name for rep in reps],
-            views=views,
-            command=command or _command(base_dataset, base_heads, sampler_, seeds, splits, epochs),
-            versions=_versions(head_objects, base_dataset, sampler_),
-            extra_sections=_published_section(base_dataset, table),
-        )
-        say(f"Wrote {report_dir / 'report.html'}")
-    return comparison
+
+def _diverged_row(
+    label: str,
+    head: Head,
+    rep: Replicate,
+    error: Exception,
+    run_dir: Path | None,
+    staging: Path | None,
+) -> dict[str, Any]:
+    return {
+        "head": label,
+        "spec": head.spec,
+        "dataset": rep.dataset.spec,
+        "seed": rep.seed,
+        "replicate": rep.name,
+        "status": "diverged",
+        "error": str(error),
+        "test": None,
+        "run_dir": None if run_dir is None else str(run_dir.relative_to(staging)),
+    }
+
+
+def _diverged_section(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """A report section naming every run that diverged (none: no section)."""
+    failed = [run for run in runs if run["status"] == "diverged"]
+    if not failed:
+        return []
+    lines = [f"{run['head']} ({run['replicate']}): {run['error']}" for run in failed]
+    html = "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
+    markdown = "\n".join(f"- {line}" for line in lines)
+    return [("Diverged (left out of the ranking)", html, markdown)]
 
 
 def _command(
@@ -241,7 +345,7 @@ def _command(
 
 def _published_section(dataset: Dataset, table: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """Published results on the same data (``Dataset.reference()``), beside ours."""
-    reference = getattr(dataset, "reference", lambda: None)()
+    reference = dataset.reference()
     if not reference:
         return []
 
@@ -313,9 +417,11 @@ def _run_row(
         "epochs": metrics["epochs"],
         "parameters": metrics["parameters"],
         "status": metrics["status"],
+        "recalibrated": metrics.get("recalibrated"),
+        "conformal": metrics.get("conformal"),
         "run_dir": None
         if result.run_dir is None or report_dir is None
-        else str(result.run_dir.relative_to(report_dir)),
+        else str(Path(result.run_dir).relative_to(report_dir)),
     }
 
 
@@ -326,6 +432,9 @@ def _aggregate(labels: Sequence[str], runs: list[dict[str, Any]]) -> list[dict[s
         row: dict[str, Any] = {"head": label, "spec": mine[0]["spec"], "replicates": len(mine)}
         for key in METRICS:
             row[key], row[f"{key}_se"] = mean_and_se([run["test"][key] for run in mine])
+        for key in MULTIVARIATE:  # only for two or more outputs
+            if all(key in (run["test"] or {}) for run in mine):
+                row[key], row[f"{key}_se"] = mean_and_se([run["test"][key] for run in mine])
         gaps = [run["bayes_gap"] for run in mine]
         row["bayes_gap"], row["bayes_gap_se"] = (None, None) if None in gaps else mean_and_se(gaps)
         row["train_seconds"], row["train_seconds_se"] = mean_and_se(

@@ -11,19 +11,16 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from probreg import files
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shorten
 
 
 def read_header_and_rows(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
     """The header and the data rows of a comma-separated file, checked for shape."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"CSV file '{path}' does not exist")
+    path = files.check_input_file(path, "CSV file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
@@ -36,7 +33,9 @@ def read_header_and_rows(path: str | os.PathLike) -> tuple[list[str], list[list[
         raise UsageError(f"CSV file '{path}' has a header but no data rows")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
-        raise UsageError(f"CSV file '{path}' repeats column '{duplicates[0]}' in its header")
+        raise UsageError(
+            f"CSV file '{path}' repeats column '{shorten(duplicates[0], 60)}' in its header"
+        )
     for line, row in enumerate(table[1:], start=2):
         if len(row) != len(header):
             raise UsageError(
@@ -52,7 +51,8 @@ def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> np.ndarray:
     missing = [name for name in columns if name not in header]
     if missing:
         raise UsageError(
-            f"CSV file '{path}' has no column '{missing[0]}'; its columns are: {', '.join(header)}"
+            f"CSV file '{path}' has no column '{shorten(missing[0], 60)}'; its columns are: "
+            f"{shorten(', '.join(header), 300)}"
         )
     index = [header.index(name) for name in columns]
     values = np.empty((len(rows), len(columns)), np.float64)
@@ -63,24 +63,29 @@ def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> np.ndarray:
                 value = float(text)
             except ValueError:
                 raise UsageError(
-                    f"CSV file '{path}' line {line}, column '{name}': '{text}' is not a number"
+                    f"CSV file '{path}' line {line}, column '{shorten(name, 60)}': "
+                    f"'{shorten(text, 60)}' is not a number"
                 ) from None
             if not math.isfinite(value):
                 raise UsageError(
-                    f"CSV file '{path}' line {line}, column '{name}': '{text}' is not a finite "
-                    "number (NaN and infinity are not allowed)"
+                    f"CSV file '{path}' line {line}, column '{shorten(name, 60)}': "
+                    f"'{shorten(text, 60)}' is not a finite number (NaN and infinity are not "
+                    "allowed)"
                 )
             values[line - 2, j] = value
     return values
 
 
-def write_table(path: str | os.PathLike, header: Sequence[str], columns: np.ndarray) -> None:
-    """Write ``columns`` (rows, len(header)) with a header, atomically; ``-`` means stdout."""
+def format_table(header: Sequence[str], columns: np.ndarray) -> str:
+    """``columns`` (rows, len(header)) as CSV text with a header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([f"{v:.9g}" for v in row] for row in np.asarray(columns, np.float64))
-    if str(path) == "-":
-        print(buffer.getvalue(), end="")
-    else:
-        files.write_text(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_table(path: str | os.PathLike, header: Sequence[str], columns: np.ndarray) -> None:
+    """Write ``columns`` with a header: ``-`` is stdout, a FIFO or device is written in place,
+    a regular file is replaced atomically."""
+    files.write_output(files.check_output(path, force=True), format_table(header, columns))

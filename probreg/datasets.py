@@ -24,6 +24,9 @@ class Data:
 
     ``log_density`` is set by datasets that know their exact conditional density, so runs can
     report the Bayes-limit NLL (the best any model can reach on the test part).
+
+    Values are kept as float64 (float32 memory maps stay as they are): a timestamp or a target
+    of 1e9 plus small changes keeps its digits until it is standardised.
     """
 
     x_train: np.ndarray
@@ -41,7 +44,9 @@ class Data:
         for part in ("train", "val", "test"):
             for side in ("x", "y"):
                 attr = f"{side}_{part}"
-                value = np.asarray(getattr(self, attr), dtype=np.float32)
+                value = getattr(self, attr)
+                if not (isinstance(value, np.memmap) and value.dtype == np.float32):
+                    value = np.asarray(value, dtype=np.float64)
                 if value.ndim == 1:
                     value = value[:, None]
                 setattr(self, attr, value)
@@ -76,6 +81,22 @@ class Dataset(Plugin):
 
     def load(self, seed: int) -> Data:
         raise NotImplementedError
+
+    def n_splits(self) -> int | None:
+        """How many fixed train/test splits the dataset has (``compare --splits``), or
+        ``None`` (the default) if it draws its parts from the seed instead."""
+        return None
+
+    def with_split(self, split: int) -> Dataset:
+        """The same dataset on split ``split``; by default sets the ``split`` option."""
+        if self.n_splits() is None:
+            raise UsageError(f"dataset '{self.name}' has no splits, so --splits does not apply")
+        return type(self)(**{**self.options, "split": split})
+
+    def reference(self) -> list[dict] | None:
+        """Published results on the same data for the compare report (rows with ``method``,
+        ``nll``, ``nll_se``, ``rmse``, ``rmse_se``), or ``None`` (the default)."""
+        return None
 
 
 def split_rows(

@@ -25,3 +25,12 @@ class TrainingError(ProbregError):
     """Training could not produce a usable model (for example, the loss became NaN)."""
 
     exit_code = 1
+
+
+def shorten(value: object, limit: int = 120) -> str:
+    """``value`` as one line of at most ``limit`` characters, for error messages.
+
+    Strings from files and plugins can be huge or span lines; no error line should.
+    """
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,9 +6,13 @@ A crash or Ctrl-C while writing leaves either the old file or the new one, never
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,6 +99,97 @@ def prepare_output_dir(path: str | os.PathLike, force: bool) -> Path:
             f"cannot write to output directory '{path}': {error.strerror or error}"
         ) from None
     return path
+
+
+#: What :func:`kind_of` calls the things a path can be.
+REGULAR = "a regular file"
+DIRECTORY = "a directory"
+#: Files written in place, never replaced: devices, FIFOs (named pipes).
+STREAMS = ("a FIFO", "a character device", "a block device")
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """What is at ``path`` (symlinks followed), in words, or ``None`` if nothing is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symlink" if os.path.islink(path) else None
+    except NotADirectoryError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symlink loop"
+        raise
+    for test, name in (
+        (stat.S_ISREG, REGULAR),
+        (stat.S_ISDIR, DIRECTORY),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` if it is a readable regular file, else a one-line error saying what it is."""
+    found = kind_of(path)
+    if found is None:
+        raise UsageError(f"{what} '{path}' does not exist")
+    if found != REGULAR:
+        raise UsageError(f"{what} '{path}' is {found}, not a regular file")
+    return Path(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """Where :func:`write_output` sends text: standard output (``path`` None), a stream or
+    device written in place, or a regular file replaced atomically."""
+
+    path: Path | None
+    in_place: bool
+
+
+def check_output(path: str | os.PathLike, force: bool) -> Output:
+    """Decide, before any work, how an output file will be written; refuse with one line.
+
+    ``-`` is standard output. A FIFO or device is written in place and never replaced. A
+    regular file is replaced atomically, and only with ``force``; through a symlink, the
+    file it points to is replaced and the symlink stays.
+    """
+    if str(path) == "-":
+        return Output(None, True)
+    found = kind_of(path)
+    if found in STREAMS:
+        return Output(Path(path), True)
+    if found == REGULAR and not force:
+        raise UsageError(f"output file '{path}' already exists; use --force to replace it")
+    if found not in (None, REGULAR, "a broken symlink"):
+        raise UsageError(f"output '{path}' is {found}; give the name of a file to write")
+    target = Path(os.path.realpath(path))  # a symlink stays; what it points to is written
+    check_writable_parent(target)
+    return Output(target, False)
+
+
+def write_output(output: Output, text: str) -> None:
+    """Write ``text`` where :func:`check_output` decided; an :class:`OSError` names the file
+    (``-`` for standard output)."""
+    try:
+        if output.path is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        elif output.in_place:
+            with open(output.path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        else:
+            write_text(output.path, text)
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        name = "-" if output.path is None else str(output.path)
+        raise OSError(error.errno, error.strerror, name) from None
 
 
 def check_writable_parent(path: str | os.PathLike) -> None:

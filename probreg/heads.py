@@ -94,7 +94,8 @@ class Head(Plugin):
     A head builds a Keras model from inputs to raw outputs, gives the loss it trains with, and
     turns the model's outputs (numpy, in standardised units) into a
     :class:`~probreg.distributions.Distribution`. ``keras_modules`` names the modules that define
-    the model's custom Keras objects; they are imported before a saved model is loaded.
+    the model's custom Keras objects; :meth:`prepare_load` imports them before a saved model is
+    loaded.
     """
 
     kind = "head"
@@ -112,6 +113,17 @@ class Head(Plugin):
         """The predictive distribution for each row of model outputs."""
         raise NotImplementedError
 
+    def prepare_load(self) -> None:
+        """Register the custom Keras objects a saved model of this head needs."""
+        import importlib
+
+        for module in self.keras_modules:
+            importlib.import_module(module)
+
+    def before_fit(self, model: keras.Model, y_scaling: Any) -> None:
+        """Called once before training with the built model and the target's
+        :class:`~probreg.runs.Standardizer`; a no-op by default."""
+
     def after_fit(self, model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> None:
         """Called once after training with standardised validation data; a no-op by default."""
 
@@ -120,3 +132,150 @@ class Head(Plugin):
         names = {f.name for f in dataclasses.fields(TrainingConfig)}
         given: dict[str, Any] = {k: v for k, v in self.options.items() if k in names}
         return TrainingConfig(**given)
+
+
+def family_param(default: str) -> Param:
+    """The ``family`` parameter of a head that lets users pick its predictive family."""
+    return Param(
+        "family",
+        "str",
+        default,
+        "predictive family (see `probreg list`, Families); its parameters join the head's, "
+        "e.g. mdn:family=student_t,components=5",
+    )
+
+
+def family_head_params(
+    own: tuple[Param, ...], family_cls: type, choice: str | None
+) -> tuple[Param, ...]:
+    """A family head's parameters: ``family`` (default ``choice``; left out when ``None``, for
+    heads with a fixed family), the family's, then the head's own."""
+    clash = {p.name for p in own} & {p.name for p in family_cls.params}
+    if clash:
+        from probreg.errors import PluginError
+
+        raise PluginError(
+            f"family '{family_cls.name}' declares parameter(s) {', '.join(sorted(clash))} that "
+            "the head already has"
+        )
+    chosen = (family_param(choice),) if choice is not None else ()
+    return (*chosen, *family_cls.params, *own)
+
+
+def _family_class(name: Any) -> type:
+    from probreg import plugins
+
+    return plugins.get("family", str(name).strip()).cls
+
+
+class FamilyHead(Head):
+    """A head made of a trunk, a predictive family and a training recipe.
+
+    The trunk maps inputs to features (the built-in one is :func:`probreg.layers.dense_trunk`,
+    set by ``hidden`` and ``activation``; ``build(..., trunk=...)`` takes any Keras layer or
+    model instead); the family's layer sits on top; ``members > 1`` trains that many
+    independent trunk + layer pairs (a deep ensemble). The loss is the family's NLL.
+
+    Subclasses set ``own_params`` (trunk, recipe and ``members``), ``default_family``,
+    ``family_choice`` (whether users may pick another family with ``family=NAME``) and
+    ``params = family_head_params(own_params, DefaultFamily, ...)`` (what ``probreg list``
+    shows); each instance's ``params`` follow its chosen family.
+    """
+
+    keras_modules: ClassVar[tuple[str, ...]] = ("probreg.losses",)
+    own_params: ClassVar[tuple[Param, ...]] = ()
+    default_family: ClassVar[str] = "gaussian_mixture"
+    family_choice: ClassVar[bool] = True
+    layer_name: ClassVar[str] = "family"
+
+    def __init__(self, **options: Any) -> None:
+        from probreg.errors import UsageError
+
+        chosen = options.get("family", self.default_family) if self.family_choice else None
+        if not self.family_choice and "family" in options:
+            raise UsageError(f"head '{self.name}' has a fixed family, {self.default_family}")
+        family_cls = _family_class(chosen or self.default_family)
+        default = self.default_family if self.family_choice else None
+        self.params = family_head_params(self.own_params, family_cls, default)  # this instance's
+        super().__init__(**options)
+        self.family = family_cls(**{p.name: self.options[p.name] for p in family_cls.params})
+
+    def prepare_load(self) -> None:
+        super().prepare_load()
+        self.family.layer_class()
+
+    def before_fit(self, model, y_scaling) -> None:
+        self.family.before_fit(model, y_scaling.mean, y_scaling.scale)
+
+    @property
+    def members(self) -> int:
+        return int(self.options.get("members", 1))
+
+    def features(self, inputs, trunk: Any = None, name: str = "trunk", copy: bool = False):
+        """Apply the trunk: the dense one from ``hidden``/``activation``, or ``trunk``.
+
+        ``trunk`` is a Keras layer or model or a function that returns a new one; ``copy``
+        makes a fresh copy of a given layer (each ensemble member after the first gets one).
+        """
+        from probreg.layers import dense_trunk
+
+        if trunk is None:
+            return dense_trunk(inputs, self.options["hidden"], self.options["activation"], name)
+        return resolve_trunk(trunk, copy=copy)(inputs)
+
+    def build(self, input_dim: int | tuple[int, ...], output_dim: int, trunk: Any = None):
+        """The untrained model: inputs of shape ``input_dim`` (an int, or a shape such as
+        ``(T, F)`` for sequences) -> the family's packed parameters (members side by side)."""
+        import keras
+
+        shape = (int(input_dim),) if isinstance(input_dim, int | np.integer) else tuple(input_dim)
+        inputs = keras.Input(shape, name="x")
+        outputs = []
+        self.family.check_output_dim(output_dim)
+        for m in range(self.members):
+            suffix = "" if self.members == 1 else f"_{m}"
+            features = self.features(inputs, trunk, name=f"trunk{suffix}", copy=m > 0)
+            layer = self.family.layer(output_dim, name=f"{self.layer_name}{suffix}")
+            outputs.append(layer(features))
+        if len(outputs) > 1:
+            outputs = [keras.layers.Concatenate(name="members")(outputs)]
+        return keras.Model(inputs, outputs[0], name=self.name)
+
+    def loss(self, output_dim: int):
+        from probreg.losses import FamilyNLL
+
+        return FamilyNLL(self.family, output_dim, self.members)
+
+    def distribution(self, outputs: np.ndarray, output_dim: int) -> Distribution:
+        return self.family.ensemble_distribution(outputs, output_dim, self.members)
+
+
+def resolve_trunk(trunk: Any, copy: bool = False):
+    """A Keras layer or model to apply as a trunk, from a layer/model or a function making one.
+
+    With ``copy`` a given layer or model is cloned with fresh weights, so ensemble members do
+    not share them.
+    """
+    import keras
+
+    if isinstance(trunk, keras.layers.Layer):
+        if not copy:
+            return trunk
+        if isinstance(trunk, keras.Model):
+            return keras.models.clone_model(trunk)
+        return type(trunk).from_config(trunk.get_config())
+    if callable(trunk):
+        made = trunk()
+        if not isinstance(made, keras.layers.Layer):
+            from probreg.errors import UsageError
+
+            raise UsageError(
+                f"the trunk function returned {type(made).__name__}, not a Keras layer"
+            )
+        return made
+    from probreg.errors import UsageError
+
+    raise UsageError(
+        "trunk must be a Keras layer or model, or a function returning one; "
+        f"got {type(trunk).__name__}"
+    )

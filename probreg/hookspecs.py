@@ -1,9 +1,9 @@
 """The hooks a probreg plugin can implement.
 
 A plugin is a module (or any object) with functions decorated by :data:`hookimpl` whose names
-match the specs below. probreg's own datasets, heads and samplers are plugins too: they live in
-``probreg.default_plugins`` and are registered through the same path as third-party packages,
-which announce their module under the ``probreg`` entry-point group.
+match the specs below. probreg's own datasets, heads, samplers and families are plugins too:
+they live in ``probreg.default_plugins`` and are registered through the same path as
+third-party packages, which announce their module under the ``probreg`` entry-point group.
 """
 
 from __future__ import annotations
@@ -60,4 +60,21 @@ def register_samplers(register: Callable[[type], None]) -> None:
         @hookimpl
         def register_samplers(register):
             register(MedianSampler)
+    """
+
+
+@hookspec
+def register_families(register: Callable[[type], None]) -> None:
+    """Register family plugins: predictive families that heads put on top of their trunk.
+
+    Call ``register(cls)`` once per family, where ``cls`` subclasses
+    :class:`probreg.families.Family` (``layout``, ``layer``, ``log_prob``, ``distribution``).
+    Users pick one with a family head's ``family`` parameter, e.g. ``mdn:family=laplace``.
+    Keep Keras imports inside functions so that ``probreg list`` stays fast.
+
+    Example::
+
+        @hookimpl
+        def register_families(register):
+            register(LaplaceFamily)
     """

@@ -1,39 +1,68 @@
-"""Keras losses for the built-in heads, written in ``keras.ops`` (TensorFlow and JAX alike)."""
+"""Keras losses, written in ``keras.ops`` (TensorFlow and JAX alike).
+
+:class:`FamilyNLL` is the one likelihood loss: it trains any family (and any ensemble of one)
+from the family's own ``keras.ops`` log-density. The Gaussian-mixture names below it are kept
+so that code and saved models from earlier versions keep working.
+"""
 
 from __future__ import annotations
-
-import math
 
 import keras
 from keras import ops
 
-from probreg.layers import packed_size, unpack
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# |z| beyond this only happens for absurd targets; clipping keeps z**2 finite in float32 for any
-# output dimension, so the loss stays finite (and its gradient zero) instead of becoming inf.
-_Z_LIMIT = 1e15
-
-
-def gaussian_mixture_log_prob(packed, y, components: int, output_dim: int):
-    """``log p(y)`` under packed diagonal Gaussian mixtures: log-softmax weights + logsumexp."""
-    log_weights, means, scales = unpack(packed, components, output_dim)
-    y = ops.reshape(ops.cast(y, packed.dtype), (-1, 1, output_dim))
-    z = ops.clip((y - means) / scales, -_Z_LIMIT, _Z_LIMIT)
-    component = (
-        -ops.sum(0.5 * ops.square(z) + ops.log(scales), axis=-1) - output_dim * _HALF_LOG_2PI
-    )
-    return ops.logsumexp(log_weights + component, axis=-1)
+from probreg.families import gaussian_mixture
+from probreg.families.base import Family, split_members
 
 
 @keras.saving.register_keras_serializable(package="probreg")
-class GaussianMixtureNLL(keras.losses.Loss):
-    """Mean negative log-likelihood (nats per row) of targets under packed Gaussian mixtures.
+class FamilyNLL(keras.losses.Loss):
+    """Mean negative log-likelihood (nats per row) of targets under a family's packed rows.
 
-    With ``members > 1`` the rows hold that many independent mixtures side by side (an
-    ensemble); the loss is the average of their own NLLs, so each member trains on its own and
-    stays a full model, as in deep ensembles.
+    ``family`` is a family instance or spec (``"student_t:components=3"``). With ``members > 1``
+    the rows hold that many parameter blocks side by side (an ensemble); the loss is the average
+    of the members' own NLLs, so each member trains on its own, as in deep ensembles. Rows may
+    have any leading shape (sequences); targets then have the same leading shape.
     """
+
+    def __init__(
+        self,
+        family: Family | str,
+        output_dim: int,
+        members: int = 1,
+        name: str = "family_nll",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        from probreg import plugins
+
+        self.family = plugins.create("family", family)
+        self.output_dim = int(output_dim)
+        self.members = int(members)
+        self.size = self.family.layout(self.output_dim).size
+
+    def call(self, y_true, y_pred):
+        total = 0.0
+        for block in split_members(y_pred, self.members, self.size):
+            total = total - self.family.log_prob(block, y_true, self.output_dim)
+        return total / self.members
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "family": self.family.spec,
+            "output_dim": self.output_dim,
+            "members": self.members,
+        }
+
+
+def gaussian_mixture_log_prob(packed, y, components: int, output_dim: int):
+    """``log p(y)`` under packed diagonal Gaussian mixtures (kept for earlier callers)."""
+    return gaussian_mixture.log_prob(packed, y, components, output_dim)
+
+
+@keras.saving.register_keras_serializable(package="probreg")
+class GaussianMixtureNLL(FamilyNLL):
+    """:class:`FamilyNLL` of the ``gaussian_mixture`` family (the name earlier versions saved)."""
 
     def __init__(
         self,
@@ -43,28 +72,16 @@ class GaussianMixtureNLL(keras.losses.Loss):
         name: str = "gaussian_mixture_nll",
         **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
+        kwargs.pop("family", None)
+        super().__init__(
+            f"gaussian_mixture:components={int(components)}", output_dim, members, name, **kwargs
+        )
         self.components = int(components)
-        self.output_dim = int(output_dim)
-        self.members = int(members)
-
-    def call(self, y_true, y_pred):
-        size = packed_size(self.components, self.output_dim)
-        total = 0.0
-        for m in range(self.members):
-            member = y_pred[:, m * size : (m + 1) * size]
-            total = total - gaussian_mixture_log_prob(
-                member, y_true, self.components, self.output_dim
-            )
-        return total / self.members
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "components": self.components,
-            "output_dim": self.output_dim,
-            "members": self.members,
-        }
+        config = super().get_config()
+        config.pop("family")
+        return {**config, "components": self.components}
 
 
 @keras.saving.register_keras_serializable(package="probreg")
@@ -77,8 +94,8 @@ class MixtureMeanSquaredError(keras.losses.Loss):
         self.output_dim = int(output_dim)
 
     def call(self, y_true, y_pred):
-        log_weights, means, _ = unpack(y_pred, self.components, self.output_dim)
-        mean = ops.sum(ops.exp(log_weights)[:, :, None] * means, axis=1)
+        blocks = gaussian_mixture.layout(self.components, self.output_dim).unpack(y_pred)
+        mean = ops.sum(ops.exp(blocks["log_weights"])[:, :, None] * blocks["means"], axis=1)
         y_true = ops.reshape(ops.cast(y_true, mean.dtype), (-1, self.output_dim))
         return ops.mean(ops.square(y_true - mean), axis=-1)
 

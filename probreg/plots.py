@@ -228,6 +228,33 @@ def calibration_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
     return figure
 
 
+def reliability_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
+    """Observed against nominal coverage of central intervals, one line per head: on the
+    diagonal is calibrated, below it overconfident, above it underconfident."""
+    from probreg import calibration
+
+    figure, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="calibrated")
+    for index, view in enumerate(views):
+        curve = calibration.reliability(view.distribution, y)
+        ax.plot(
+            curve["nominal"],
+            curve["observed"],
+            marker="o",
+            ms=3,
+            color=f"C{index}",
+            label=view.label,
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal coverage of the central interval")
+    ax.set_ylabel("observed coverage (test)")
+    ax.set_title("Reliability")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
 def pit_thumbnail(values: np.ndarray) -> plt.Figure:
     """A tiny PIT histogram for a table cell."""
     figure, ax = plt.subplots(figsize=(1.5, 0.6))
@@ -255,6 +282,7 @@ def draw_all(
     if y.shape[1] == 2:
         figures["joint.png"] = lambda: joint_figure(x, y, views, y_names)
     figures["calibration.png"] = lambda: calibration_figure(y, views)
+    figures["reliability.png"] = lambda: reliability_figure(y, views)
     figures["training.png"] = lambda: training_figure(views)
     for name, make in figures.items():
         save(make(), os.path.join(out_dir, name))

@@ -1,7 +1,8 @@
-"""The base every dataset, head and sampler plugin shares: a name, declared parameters, options."""
+"""The base every plugin (dataset, head, sampler, family) shares: name, parameters, options."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from probreg.params import Param, format_spec, resolve_options
@@ -17,11 +18,31 @@ class Plugin:
     kind: ClassVar[str] = "plugin"
     name: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    #: Specs that ``probreg.testing`` checks this plugin with (small and fast); empty means
+    #: the bare name. The registry-wide contract test runs every one.
+    test_specs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = resolve_options(
             self.params, options, f"{self.kind} '{self.name}'"
         )
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Check the options together (``low < high``), before any data is loaded.
+
+        Each value is already checked on its own against its :class:`Param`. Override this to
+        raise :class:`probreg.errors.UsageError` with a one-line reason; the default accepts
+        everything.
+        """
+
+    @classmethod
+    def contract_specs(cls, folder: Path) -> tuple[str, ...]:
+        """The specs the contract checks use: :attr:`test_specs`, else the bare name.
+
+        ``folder`` is an empty scratch folder, for plugins whose specs need files (a CSV).
+        """
+        return cls.test_specs or (cls.name,)
 
     @property
     def spec(self) -> str:

@@ -21,25 +21,33 @@ from typing import Any
 import pluggy
 
 from probreg import hookspecs
-from probreg.errors import PluginError, UsageError
+from probreg.errors import PluginError, UsageError, shorten
 from probreg.params import parse_spec
 
 ENTRY_POINT_GROUP = "probreg"
 ALLOW_LIST_ENV = "PROBREG_LOAD_PLUGINS"
-KINDS = ("dataset", "head", "sampler")
-_HOOKS = {"dataset": "register_datasets", "head": "register_heads", "sampler": "register_samplers"}
+KINDS = ("dataset", "head", "sampler", "family")
+_HOOKS = {
+    "dataset": "register_datasets",
+    "head": "register_heads",
+    "sampler": "register_samplers",
+    "family": "register_families",
+}
 _BASES = {
     "dataset": ("probreg.datasets", "Dataset"),
     "head": ("probreg.heads", "Head"),
     "sampler": ("probreg.samplers", "Sampler"),
+    "family": ("probreg.families.base", "Family"),
 }
 
 DEFAULT_PLUGINS = (
     "probreg.default_plugins.spiral",
     "probreg.default_plugins.bishop",
     "probreg.default_plugins.robot_arm",
+    "probreg.default_plugins.heavy_sine",
     "probreg.default_plugins.mcycle",
     "probreg.default_plugins.faithful",
+    "probreg.default_plugins.counts",
     "probreg.default_plugins.csv_file",
     "probreg.default_plugins.uci",
     "probreg.default_plugins.mlp",
@@ -47,6 +55,7 @@ DEFAULT_PLUGINS = (
     "probreg.default_plugins.ancestral",
     "probreg.default_plugins.mean",
     "probreg.default_plugins.mode",
+    "probreg.default_plugins.families",
 )
 
 
@@ -79,8 +88,14 @@ _registry: dict[str, dict[str, Entry]] | None = None
 
 
 def _warn(source: str, error: BaseException | str) -> None:
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    reason = " ".join(str(reason).split())
+    if isinstance(error, SystemExit):
+        reason = f"it called sys.exit({shorten(error.code, 40)})"
+    elif isinstance(error, str):
+        reason = error
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    reason = shorten(reason, 200)
+    source = shorten(source, 80)
     if _broken.get(source) != reason:
         _broken[source] = reason
         sys.stderr.write(f"Warning: plugin '{source}' is broken and was skipped: {reason}\n")
@@ -106,6 +121,11 @@ def unregister_plugin(name: str) -> None:
     _sources.pop(name, None)
     _broken.pop(name, None)
     _registry = None
+
+
+def plural(kind: str) -> str:
+    """``datasets``, ``heads``, ``samplers``, ``families``."""
+    return "families" if kind == "family" else f"{kind}s"
 
 
 def _allowed_distributions() -> set[str] | None:
@@ -145,7 +165,8 @@ def load_plugins() -> None:
                 f"{dist_name}:{entry_point.name}",
                 Source(dist_name, dist.version if dist is not None else "unknown"),
             )
-        except Exception as error:  # a broken package must not break probreg
+        except BaseException as error:
+            # plugin's import may take probreg down or turn a command into a silent success
             _warn(dist_name, error)
     for missing in sorted((allowed or set()) - seen):
         _warn(missing, f"{ALLOW_LIST_ENV} names it, but no such plugin package is installed")
@@ -181,7 +202,7 @@ def _build_registry() -> dict[str, dict[str, Entry]]:
         for impl in getattr(pm.hook, _HOOKS[kind]).get_hookimpls():
             try:
                 found = _collect(impl, kind, base)
-            except Exception as error:  # a broken plugin must not break the others
+            except BaseException as error:
                 _warn(_sources.get(impl.plugin_name, Source(impl.plugin_name, "")).name, error)
                 continue
             for entry in found:
@@ -220,12 +241,21 @@ def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
                     "heads": [],
                     "datasets": [],
                     "samplers": [],
+                    "families": [],
                 },
             )
-            item[f"{kind}s"].append(entry.name)
+            item[plural(kind)].append(entry.name)
     for name, reason in _broken.items():
         found.setdefault(
-            name, {"name": name, "version": "", "heads": [], "datasets": [], "samplers": []}
+            name,
+            {
+                "name": name,
+                "version": "",
+                "heads": [],
+                "datasets": [],
+                "samplers": [],
+                "families": [],
+            },
         )["error"] = reason
     return [found[name] for name in sorted(found)]
 
@@ -236,7 +266,7 @@ def get(kind: str, name: str) -> Entry:
     if name in entries:
         return entries[name]
     available = ", ".join(sorted(entries)) or "none"
-    message = f"unknown {kind} '{name}'; available {kind}s: {available}"
+    message = f"unknown {kind} '{name}'; available {plural(kind)}: {available}"
     if _broken:
         message += f" (broken plugin packages were skipped: {', '.join(sorted(_broken))})"
     raise UsageError(message)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -13,29 +12,29 @@ from probreg.errors import UsageError
 from probreg.samplers import Sampler
 
 
-def _param_columns(
-    name: str, values: np.ndarray, y_names: Sequence[str]
+def param_columns(
+    name: str, values: np.ndarray, axes: Sequence[str] | None, y_names: Sequence[str]
 ) -> list[tuple[str, np.ndarray]]:
-    """Flatten one distribution parameter into named columns.
+    """Flatten one distribution parameter into named columns, as its family declares
+    (:meth:`~probreg.distributions.Distribution.param_axes`).
 
-    ``(n,)`` -> ``name``; ``(n, K)`` -> ``name_k``; ``(n, d)`` with ``d`` outputs ->
-    ``<y>_name``; ``(n, K, d)`` -> ``<y>_name_k`` (components counted from 1).
+    ``(n,)`` -> ``name``; axes ``("output",)`` -> ``<y>_name``; ``("component",)`` ->
+    ``name_k``; ``("component", "output")`` -> ``<y>_name_k`` (components counted from 1);
+    undeclared parameters are numbered flat, ``name_1``, ``name_2``...
     """
-    d = len(y_names)
     if values.ndim == 1:
         return [(name, values)]
-    if values.ndim == 2 and values.shape[1] == d and name in ("mean", "variance", "scale"):
-        return [(f"{y}_{name}", values[:, j]) for j, y in enumerate(y_names)]
-    if values.ndim == 2:
-        return [(f"{name}_{k + 1}", values[:, k]) for k in range(values.shape[1])]
-    if values.ndim == 3 and values.shape[2] == d:
-        return [
-            (f"{y}_{name}_{k + 1}", values[:, k, j])
-            for k in range(values.shape[1])
-            for j, y in enumerate(y_names)
-        ]
-    flat = values.reshape(len(values), -1)
-    return [(f"{name}_{i + 1}", flat[:, i]) for i in range(flat.shape[1])]
+    if axes is None or len(axes) != values.ndim - 1:
+        flat = values.reshape(len(values), -1)
+        return [(f"{name}_{i + 1}", flat[:, i]) for i in range(flat.shape[1])]
+    columns = []
+    for index in np.ndindex(*values.shape[1:]):
+        label = dict(zip(axes, index, strict=True))
+        text = name if "output" not in label else f"{y_names[label['output']]}_{name}"
+        if "component" in label:
+            text += f"_{label['component'] + 1}"
+        columns.append((text, values[(slice(None), *index)]))
+    return columns
 
 
 def predict(
@@ -50,13 +49,21 @@ def predict(
     sampler: str | Sampler | None = None,
     seed: int = 0,
     force: bool = False,
+    intervals: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Predict for every row of ``input_path`` and write a CSV to ``output_path`` (``-``: stdout).
 
     The output repeats the input columns the model uses, then, in this order: the mean
     (``<y>_mean``), quantiles (``<y>_q<level>``), draws (``<y>_sample_<i>``) and the
-    distribution's parameters. With no option chosen, the mean is written.
+    distribution's parameters. With no option chosen, the mean is written. A FIFO, device or
+    ``-`` is written in place; a regular file is replaced atomically, and only with ``force``.
+
+    A run trained with ``--recalibrate`` predicts through its saved PIT map (``--params``
+    still gives the model's own parameters). ``intervals`` (``conformal:level=0.9`` or
+    ``conformal:level=0.9,kind=region``) adds conformal sets after the quantiles, calibrated
+    on the run's held-out rows (:func:`probreg.postfit.interval_columns` gives the layout).
     """
+    from probreg import calibration, conformal, postfit
     from probreg.runs import load_run
 
     if samples < 0:
@@ -64,17 +71,22 @@ def predict(
     for q in quantiles:
         if not 0.0 < q < 1.0:
             raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {q}")
-    if not (samples or quantiles or mean or params):
+    if intervals is not None:
+        conformal.parse(intervals)  # a bad spec is an error before any work
+    if not (samples or quantiles or mean or params or intervals):
         mean = True
-    if str(output_path) != "-":
-        if Path(output_path).exists() and not force:
-            raise UsageError(
-                f"output file '{output_path}' already exists; use --force to replace it"
-            )
-        files.check_writable_parent(output_path)
+    output = files.check_output(output_path, force)
     run = load_run(run_dir, sampler=sampler)
     x = csvfiles.read_columns(input_path, run.x_names)
-    distribution = run.distribution(x)
+    outputs = run.predictor.outputs(x)
+    bad = np.flatnonzero(~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1))
+    if bad.size:
+        raise UsageError(
+            f"the model gives NaN or infinite outputs for input row {bad[0] + 1} of "
+            f"'{input_path}'; its values lie too far outside the training data"
+        )
+    distribution = run.predictor.distribution_of(outputs)
+    distribution = calibration.recalibrate(distribution, postfit.load_map(run.path))
     y_names = run.y_names
     columns: list[tuple[str, np.ndarray]] = [(name, x[:, j]) for j, name in enumerate(run.x_names)]
     if mean:
@@ -82,6 +94,8 @@ def predict(
     for q in quantiles:
         values = distribution.quantile(q)
         columns += [(f"{y}_q{q:g}", values[:, j]) for j, y in enumerate(y_names)]
+    if intervals:
+        columns += postfit.interval_columns(run, distribution, intervals, y_names)
     if samples:
         draws = run.sampler.sample(distribution, np.random.default_rng(seed), samples)
         columns += [
@@ -90,9 +104,10 @@ def predict(
             for j, y in enumerate(y_names)
         ]
     if params:
+        axes = distribution.param_axes()
         for name, values in distribution.params().items():
-            columns += _param_columns(name, np.asarray(values), y_names)
+            columns += param_columns(name, np.asarray(values), axes.get(name), y_names)
     header = [name for name, _ in columns]
     table = np.stack([values for _, values in columns], axis=1)
-    csvfiles.write_table(output_path, header, table)
+    files.write_output(output, csvfiles.format_table(header, table))
     return header, table

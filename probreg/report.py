@@ -8,10 +8,19 @@ import html
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from probreg import files, plots
-from probreg.comparison import COLUMNS, ComparisonResult
+from probreg import files, plots, rundir
+from probreg.metrics import COLUMNS, MULTIVARIATE, SCORE_NOTES
+
+
+class Ranking(Protocol):
+    """What a report shows (:class:`probreg.comparison.ComparisonResult` is one)."""
+
+    table: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    bayes_nll: float | None
+
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -37,6 +46,8 @@ CAPTIONS = {
     "the first panel shows observed outputs near those inputs.",
     "calibration.png": "PIT histograms: flat is calibrated; U-shaped means overconfident; a hump "
     "means underconfident.",
+    "reliability.png": "Observed against nominal coverage of central intervals, one line per "
+    "head: on the diagonal is calibrated, below it overconfident, above it underconfident.",
     "training.png": "Training (thin) and validation (thick) loss per epoch, and the learning rate.",
 }
 
@@ -67,7 +78,7 @@ def _pit_thumbnail(view: plots.HeadView, y) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _summary_sentence(result: ComparisonResult) -> str:
+def _summary_sentence(result: Ranking) -> str:
     best = result.table[0]
     text = f"Best by test NLL: {best['head']} ({best['nll']:.4f} nats per point)"
     if result.bayes_nll is not None and best.get("bayes_gap") is not None:
@@ -80,7 +91,7 @@ def _summary_sentence(result: ComparisonResult) -> str:
 
 def write(
     out_dir: Path,
-    result: ComparisonResult,
+    result: Ranking,
     *,
     dataset: str,
     replicates: Sequence[str],
@@ -114,7 +125,7 @@ def write(
         "versions": versions,
         "pictures": pictures,
     }
-    files.write_json(out_dir / "metrics.json", metrics)
+    rundir.write_metrics(out_dir, metrics)
     files.write_text(
         out_dir / "report.md",
         _markdown(result, dataset, replicates, pictures, command, versions, extra_sections),
@@ -135,9 +146,24 @@ def write(
     )
 
 
-def _table_cells(row: dict[str, Any]) -> list[tuple[str, str, bool]]:
+def _columns(result: Ranking) -> tuple[tuple[str, str, Any], ...]:
+    """The ranking's columns: the multivariate scores only where some head has them."""
+    return tuple(
+        column
+        for column in COLUMNS
+        if column[0] not in MULTIVARIATE or any(column[0] in row for row in result.table)
+    )
+
+
+def _score_notes(result: Ranking) -> list[str]:
+    """One line on what each score in the table rewards."""
+    keys = [key for key, _, _ in _columns(result) if key in SCORE_NOTES]
+    return [SCORE_NOTES[key][0].upper() + SCORE_NOTES[key][1:] + "." for key in keys]
+
+
+def _table_cells(row: dict[str, Any], columns=COLUMNS) -> list[tuple[str, str, bool]]:
     cells = []
-    for key, _, _ in COLUMNS:
+    for key, _, _ in columns:
         cells.append((key, _format(key, row.get(key), row.get(f"{key}_se")), key in row["best"]))
     return cells
 
@@ -149,7 +175,7 @@ def _replicate_note(replicates: Sequence[str]) -> str:
 
 
 def _html(
-    result: ComparisonResult,
+    result: Ranking,
     dataset: str,
     replicates: Sequence[str],
     pictures: Sequence[str],
@@ -162,12 +188,12 @@ def _html(
     esc = html.escape
     header = "".join(
         f"<th>{esc(title)}</th>" + ("<th>calibration (PIT)</th>" if key == "coverage_90" else "")
-        for key, title, _ in COLUMNS
+        for key, title, _ in _columns(result)
     )
     rows = []
     for row in result.table:
         cells = []
-        for key, text, best in _table_cells(row):
+        for key, text, best in _table_cells(row, _columns(result)):
             cls = ' class="best"' if best else ""
             cells.append(f"<td{cls}>{esc(text)}</td>")
             if key == "coverage_90":
@@ -186,10 +212,8 @@ def _html(
     )
     runs = "".join(
         f'<tr><td class="head">{esc(run["head"])}</td><td>{esc(run["replicate"])}</td>'
-        f"<td>{run['test']['nll']:.4f}</td><td>{run['test']['crps']:.4f}</td>"
-        f"<td>{run['test']['rmse']:.4f}</td><td>{run['test']['coverage_90']:.3f}</td>"
-        f"<td>{run['epochs']}</td><td>{run['train_seconds']:.1f}</td><td>{esc(run['status'])}</td>"
-        f'<td class="head">{esc(run["run_dir"] or "")}</td></tr>'
+        + "".join(f"<td>{esc(cell)}</td>" for cell in _run_cells(run))
+        + f'<td class="head">{esc(run["run_dir"] or "")}</td></tr>'
         for run in result.runs
     )
     extra = "".join(f"<h2>{esc(title)}</h2>{body}" for title, body, _ in extra_sections)
@@ -206,6 +230,7 @@ def _html(
 each column in bold. {esc(_replicate_note(replicates))}</p>
 <table id="ranking"><thead><tr><th>#</th><th class="head">head</th>{header}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
+<ul class="note">{"".join(f"<li>{esc(line)}</li>" for line in _score_notes(result))}</ul>
 <h2>Pictures</h2>{figures}
 {extra}
 <h2>Every run</h2>
@@ -218,8 +243,25 @@ each column in bold. {esc(_replicate_note(replicates))}</p>
 """
 
 
+def _run_cells(run: dict[str, Any]) -> list[str]:
+    """NLL, CRPS, RMSE, coverage, epochs, seconds and status of one run (dashes if it
+    diverged)."""
+    test = run.get("test")
+    if test is None:
+        return ["–"] * 6 + [run["status"]]
+    return [
+        f"{test['nll']:.4f}",
+        f"{test['crps']:.4f}",
+        f"{test['rmse']:.4f}",
+        f"{test['coverage_90']:.3f}",
+        str(run["epochs"]),
+        f"{run['train_seconds']:.1f}",
+        run["status"],
+    ]
+
+
 def _markdown(
-    result: ComparisonResult,
+    result: Ranking,
     dataset: str,
     replicates: Sequence[str],
     pictures: Sequence[str],
@@ -227,7 +269,8 @@ def _markdown(
     versions: dict[str, str],
     extra_sections: Sequence[tuple[str, str, str]],
 ) -> str:
-    header = "| # | head | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    columns = _columns(result)
+    header = "| # | head | " + " | ".join(title for _, title, _ in columns) + " |"
     lines = [
         f"# probreg compare: `{dataset}`",
         "",
@@ -237,12 +280,13 @@ def _markdown(
         f"{_replicate_note(replicates)}",
         "",
         header,
-        "|" + "---|" * (len(COLUMNS) + 2),
+        "|" + "---|" * (len(columns) + 2),
     ]
     for row in result.table:
-        cells = [f"**{text}**" if best else text for _, text, best in _table_cells(row)]
+        cells = [f"**{text}**" if best else text for _, text, best in _table_cells(row, columns)]
         lines.append(f"| {row['rank']} | `{row['head']}` | " + " | ".join(cells) + " |")
     lines.append("")
+    lines += [f"- {line}" for line in _score_notes(result)] + [""]
     for name in pictures:
         lines += [f"![{name}]({name})", "", f"*{CAPTIONS.get(name, name)}*", ""]
     for title, _, body in extra_sections:

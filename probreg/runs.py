@@ -1,46 +1,88 @@
-"""Run directories: what a run writes, and :func:`load_run` to use a trained run later.
+"""Standardisation, the trained :class:`Predictor`, and :func:`load_run` to use a run later.
 
 A run directory holds ``config.json`` (plugin specs and versions, input and target scaling),
-``model.keras``, ``history.json``, ``metrics.json`` (written last) and the pictures.
+``model.keras``, ``history.json``, ``metrics.json`` and the pictures; :mod:`probreg.rundir`
+writes and reads them and decides whether a folder is complete.
+
+Data stays float64 until :class:`Standardizer` has standardised it (in float64); only then is
+it cast to float32 for the model. Training and prediction use the same code for this.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from probreg import plugins
+from probreg import plugins, rundir
 from probreg.distributions import Distribution
-from probreg.errors import PluginError, UsageError
+from probreg.errors import PluginError, ProbregError, UsageError, shorten
 from probreg.heads import Head
+from probreg.rundir import CONFIG, HISTORY, METRICS, MODEL  # noqa: F401 - re-exported
 from probreg.samplers import Sampler
-
-CONFIG = "config.json"
-MODEL = "model.keras"
-METRICS = "metrics.json"
-HISTORY = "history.json"
 
 
 @dataclasses.dataclass(frozen=True)
 class Standardizer:
-    """Per-column ``(value - mean) / scale``, fitted on training rows only."""
+    """Per-column ``(value - mean) / scale`` in float64, fitted on training rows only.
+
+    ``names`` and ``role`` (``input`` or ``target``) only make error messages precise;
+    ``constant`` names the columns that had no spread (their scale is 1, so they become 0).
+    """
 
     mean: np.ndarray
     scale: np.ndarray
+    names: tuple[str, ...] = ()
+    role: str = "input"
+    constant: tuple[str, ...] = ()
 
     @classmethod
-    def fit(cls, rows: np.ndarray) -> Standardizer:
-        rows = np.asarray(rows, np.float64)
-        scale = rows.std(axis=0)
-        return cls(rows.mean(axis=0), np.where(scale > 0, scale, 1.0))
+    def fit(cls, rows: np.ndarray, names: Sequence[str] = (), role: str = "input") -> Standardizer:
+        """Mean and standard deviation per column, in float64.
+
+        A column without spread gets scale 1. One-line :class:`UsageError` for a column whose
+        spread overflows float64 (magnitudes beyond about 1e154) and for a constant target.
+        """
+        rows = np.asarray(rows, np.float64).reshape(len(rows), -1)
+        names = tuple(names) or tuple(f"#{j + 1}" for j in range(rows.shape[1]))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, scale = rows.mean(axis=0), rows.std(axis=0)
+        for j, name in enumerate(names):
+            if not (np.isfinite(mean[j]) and np.isfinite(scale[j])):
+                raise UsageError(
+                    f"{role} column '{shorten(name, 60)}' has values too large to standardise "
+                    f"(up to {np.max(np.abs(rows[:, j])):.3g}; magnitudes must stay below "
+                    "1e150): rescale it, for example to other units"
+                )
+        constant = tuple(name for j, name in enumerate(names) if scale[j] == 0)
+        if constant and role == "target":
+            raise UsageError(
+                f"target column '{shorten(constant[0], 60)}' is constant in the training rows "
+                f"(every value is {mean[names.index(constant[0])]:.17g}); there is nothing to "
+                "learn"
+            )
+        return cls(mean, np.where(scale > 0, scale, 1.0), names, role, constant)
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
-        return ((np.asarray(rows, np.float64) - self.mean) / self.scale).astype(np.float32)
+        """Standardise in float64, then cast to float32 for the model; a one-line error names
+        a column whose standardised values do not fit in float32."""
+        rows = np.asarray(rows, np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            standardised = ((rows - self.mean) / self.scale).astype(np.float32)
+        if not np.isfinite(standardised).all():
+            bad = np.argwhere(~np.isfinite(standardised.reshape(len(rows), -1)))[0]
+            j = int(bad[1])
+            name = self.names[j] if j < len(self.names) else f"#{j + 1}"
+            value = rows.reshape(len(rows), -1)[bad[0], j]
+            raise UsageError(
+                f"{self.role} column '{shorten(name, 60)}': value {value:.6g} is too large to "
+                f"standardise (training mean {self.mean[j]:.6g}, spread {self.scale[j]:.3g})"
+            )
+        return standardised
 
     def lazy(self, rows: np.ndarray) -> StandardisedRows:
         """A view of ``rows`` that is standardised only when rows are taken from it."""
@@ -50,8 +92,23 @@ class Standardizer:
         return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[float]]) -> Standardizer:
-        return cls(np.asarray(data["mean"], np.float64), np.asarray(data["scale"], np.float64))
+    def from_dict(
+        cls, data: dict[str, list[float]], names: Sequence[str] = (), role: str = "input"
+    ) -> Standardizer:
+        return cls(
+            np.asarray(data["mean"], np.float64),
+            np.asarray(data["scale"], np.float64),
+            tuple(names),
+            role,
+        )
+
+
+def fit_scalings(data) -> tuple[Standardizer, Standardizer]:
+    """The input and target :class:`Standardizer` of a :class:`probreg.datasets.Data`."""
+    return (
+        Standardizer.fit(data.x_train, data.x_names, "input"),
+        Standardizer.fit(data.y_train, data.y_names, "target"),
+    )
 
 
 class StandardisedRows:
@@ -104,7 +161,11 @@ class Predictor:
 
     def distribution(self, x: np.ndarray) -> Distribution:
         """The predictive distribution at each row of ``x`` (shape ``(n, input_dim)``)."""
-        standardised = self.head.distribution(self.outputs(x), self.output_dim)
+        return self.distribution_of(self.outputs(x))
+
+    def distribution_of(self, outputs: np.ndarray) -> Distribution:
+        """The predictive distribution, in data units, for raw model ``outputs``."""
+        standardised = self.head.distribution(outputs, self.output_dim)
         return standardised.affine(self.y_scaling.mean, self.y_scaling.scale)
 
 
@@ -146,10 +207,12 @@ def _create_recorded(kind: str, record: dict[str, str]) -> Any:
     except UsageError:
         name = record["spec"].partition(":")[0]
         if name not in plugins.registry()[kind]:
+            # Names from a run folder are data, never a command to run: quoted and shortened.
             raise PluginError(
-                f"this run needs {kind} '{name}' from plugin package '{record['package']}' "
-                f"{record['version']}, which is not installed or not loaded "
-                f"(pip install {record['package']}, and check {plugins.ALLOW_LIST_ENV})"
+                f"this run needs {kind} '{shorten(name, 60)}' from plugin package "
+                f"'{shorten(record.get('package'), 60)}' {shorten(record.get('version'), 30)}, "
+                f"which is not installed or not loaded (install that package, and check "
+                f"{plugins.ALLOW_LIST_ENV})"
             ) from None
         raise
 
@@ -158,47 +221,54 @@ def load_run(path: str | Path, sampler: str | Sampler | None = None) -> LoadedRu
     """Load a run directory for prediction: model (Keras safe mode), scaling, head and sampler.
 
     ``sampler`` overrides the run's own sampler. Raises a one-line :class:`UsageError` for a
-    missing directory or a corrupt model file, and :class:`PluginError` when the run's head
-    comes from a plugin package that is not installed.
+    missing, incomplete or corrupt run folder (checked by :mod:`probreg.rundir`), and
+    :class:`PluginError` when the run's head comes from a plugin package that is not installed.
     """
     path = Path(path)
-    config_path = path / CONFIG
-    if not path.is_dir():
-        raise UsageError(f"run directory '{path}' does not exist")
-    if not config_path.is_file():
-        raise UsageError(f"'{path}' is not a probreg run directory: it has no {CONFIG}")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        head_record = config["head"]
-        config["sampler"]["spec"]
-        x_scaling = Standardizer.from_dict(config["scaling"]["x"])
-        y_scaling = Standardizer.from_dict(config["scaling"]["y"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"'{config_path}' is corrupt: {error}") from None
-    head = _create_recorded("head", head_record)
+    rundir.check_complete(path)
+    config = rundir.read_config(path)
+    metrics = rundir.read_metrics(path)
+    x_scaling = Standardizer.from_dict(config["scaling"]["x"], config["x_names"], "input")
+    y_scaling = Standardizer.from_dict(config["scaling"]["y"], config["y_names"], "target")
+    head = _create_recorded("head", config["head"])
     sampler_instance = (
         _create_recorded("sampler", config["sampler"])
         if sampler is None
         else plugins.create("sampler", sampler)
     )
     model = load_model(path / MODEL, head)
-    metrics_path = path / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    return LoadedRun(
-        path, config, metrics, Predictor(model, head, x_scaling, y_scaling), sampler_instance
-    )
+    predictor = Predictor(model, head, x_scaling, y_scaling)
+    _check_consistent(path, config, predictor)
+    return LoadedRun(path, config, metrics, predictor, sampler_instance)
+
+
+def _check_consistent(path: Path, config: dict[str, Any], predictor: Predictor) -> None:
+    """One row through the model and the head: a hand-edited head spec or scaling that does
+    not fit the saved model is a one-line error here, not a traceback later."""
+    head = predictor.head
+    try:
+        fresh = head.build(predictor.input_dim, predictor.output_dim)
+        expected = getattr(fresh, "output_shape", None)
+        actual = getattr(predictor.model, "output_shape", None)
+        if expected is not None and actual is not None and tuple(expected) != tuple(actual):
+            raise ValueError(f"the head makes outputs {expected}, the model {actual}")
+        predictor.distribution(np.zeros((1, predictor.input_dim)))
+    except ProbregError:
+        raise
+    except Exception as error:  # whatever Keras or the head raise for mismatched shapes
+        raise UsageError(
+            f"run folder '{path}' is inconsistent: head '{shorten(config['head']['spec'], 60)}' "
+            f"and its scaling do not fit {MODEL} ({shorten(error, 160)})"
+        ) from None
 
 
 def load_model(model_path: Path, head: Head):
     """Load a ``.keras`` file in Keras safe mode (no code from the file runs)."""
-    import importlib
-
     import keras
 
     if not model_path.is_file():
         raise UsageError(f"model file '{model_path}' is missing")
-    for module in head.keras_modules:
-        importlib.import_module(module)
+    head.prepare_load()
     try:
         return keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:

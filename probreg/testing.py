@@ -12,6 +12,7 @@ returns a short report of what it verified. They use small random data, so they 
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,22 @@ def check_params(kind: str, spec: str) -> list[str]:
 def check_distribution(
     distribution: Distribution, rng: np.random.Generator | None = None, draws: int = 20_000
 ) -> list[str]:
-    """Shapes, finiteness, samples against ``mean``/``variance``, CDF and quantiles, and (for
-    one-dimensional targets) a density that integrates to 1 on a grid."""
+    """A distribution's promises, each against an independent computation:
+
+    - shapes and finiteness; ``mean`` and ``variance`` against many draws (a statistical band);
+    - ``quantile`` at several levels against ``cdf`` and against the share of draws below it;
+    - ``mode`` at least as probable as most draws;
+    - ``affine`` against transformed draws and the change-of-variables formula;
+    - ``crps`` against scoringrules' estimate from draws;
+    - the density integrates to 1: on a grid for ``d = 1``, by importance sampling above.
+
+    A discrete distribution (``distribution.discrete``) gets :func:`check_discrete` instead of
+    the checks that assume a density (cdf inverse to quantile, the density's integral).
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     n, d = distribution.batch_size, distribution.event_dim
     done = []
+    discrete = bool(getattr(distribution, "discrete", False))
     mean, variance = distribution.mean(), distribution.variance()
     _require(mean.shape == (n, d) and variance.shape == (n, d), "mean/variance must be (n, d)")
     _require(np.all(np.isfinite(mean)) and np.all(variance >= 0), "mean/variance must be finite")
@@ -84,8 +96,10 @@ def check_distribution(
     error = np.abs(samples.mean(axis=0) - mean)
     tolerance = 6 * np.sqrt(variance / draws) + 1e-6
     _require(np.all(error <= tolerance), "the average of many draws does not match mean()")
+    centred = (samples - samples.mean(axis=0)) ** 2
+    band = 6 * centred.std(axis=0) / np.sqrt(draws) + 1e-3 * variance + 1e-9
     _require(
-        np.allclose(samples.var(axis=0), variance, rtol=0.15, atol=1e-6),
+        np.all(np.abs(centred.mean(axis=0) - variance) <= band),
         "the spread of many draws does not match variance()",
     )
     done.append(f"{draws} draws match mean() and variance()")
@@ -93,14 +107,42 @@ def check_distribution(
     _require(
         log_prob.shape == (n,) and np.all(np.isfinite(log_prob)), "log_prob must be finite, (n,)"
     )
-    low, mid, high = (distribution.quantile(q) for q in (0.1, 0.5, 0.9))
-    _require(np.all(low <= mid) and np.all(mid <= high), "quantiles must increase with the level")
-    _require(np.allclose(distribution.cdf(mid), 0.5, atol=1e-3), "cdf(quantile(0.5)) must be 0.5")
-    done.append("log_prob finite; quantiles ordered and inverse to cdf")
+    if discrete:
+        done += check_discrete(distribution, samples)
+        _check_mode(distribution, samples)
+        done.append("mode() at least as probable as 90% of draws")
+        _check_affine(distribution, samples, rng)
+        done.append("affine() matches transformed draws and the change of variables")
+        _check_crps(distribution, samples)
+        done.append("crps() matches the estimate from draws")
+        return done
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    quantiles = [distribution.quantile(q) for q in levels]
+    _require(
+        all(np.all(lo <= hi) for lo, hi in itertools.pairwise(quantiles)),
+        "quantiles must increase with the level",
+    )
+    for q, value in zip(levels, quantiles, strict=True):
+        _require(
+            np.allclose(distribution.cdf(value), q, atol=1e-3),
+            f"cdf(quantile({q})) must be {q}",
+        )
+        below = (samples <= value).mean(axis=0)
+        _require(
+            np.all(np.abs(below - q) <= 6 * np.sqrt(q * (1 - q) / draws) + 1e-3),
+            f"the share of draws below quantile({q}) is not {q}",
+        )
+    done.append("quantiles ordered, inverse to cdf and matching the draws")
+    _check_mode(distribution, samples)
+    done.append("mode() at least as probable as 90% of draws")
+    _check_affine(distribution, samples, rng)
+    done.append("affine() matches transformed draws and the change of variables")
+    _check_crps(distribution, samples)
+    done.append("crps() matches the estimate from draws")
     if d == 1:
         # Each row on its own grid of mean +- 20 standard deviations, scored column by column.
         std = np.maximum(np.sqrt(variance[:, 0]), 1e-6)
-        ys = mean[:, :1] + 20 * std[:, None] * np.linspace(-1.0, 1.0, 40_001)[None, :]
+        ys = mean[:, :1] + 20 * std[:, None] * np.linspace(-1.0, 1.0, 20_001)[None, :]
         density = np.stack(
             [np.exp(distribution.log_prob(ys[:, j : j + 1])) for j in range(ys.shape[1])], axis=1
         )
@@ -111,7 +153,236 @@ def check_distribution(
             f"the density of row {worst} integrates to {totals[worst]:.4f}, not 1",
         )
         done.append("density integrates to 1 on a grid")
+    else:
+        _check_normalised(distribution, samples)
+        done.append("density integrates to 1 (importance sampling)")
     return done
+
+
+def check_discrete(distribution: Distribution, samples: np.ndarray) -> list[str]:
+    """A discrete distribution's promises: draws on its lattice, the mass sums to 1 over the
+    lattice, ``cdf`` a step function whose steps are the masses, and ``quantile(q)`` the
+    smallest lattice point whose CDF reaches ``q`` (and matching the draws)."""
+    n, d = distribution.batch_size, distribution.event_dim
+    offset, spacing = distribution.lattice()
+    done = []
+    index = (samples - offset) / spacing
+    _require(
+        np.allclose(index, np.round(index), atol=1e-6), "draws must lie on the lattice (integers)"
+    )
+    done.append("draws lie on the lattice")
+    low, high = np.round(index.min(axis=0)), np.round(index.max(axis=0))  # (n, d)
+    span = high - low
+    low, high = low - span - 5, high + span + 5  # well past every draw
+    if d <= 2:
+        points = int((high - low).max()) + 1
+        axes = [np.arange(points)] * d
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)  # (G, d)
+        total = np.zeros(n)
+        for step in grid:
+            total += np.exp(distribution.log_prob(offset + spacing * (low + step)))
+        worst = int(np.argmax(np.abs(total - 1.0)))
+        _require(
+            abs(total[worst] - 1.0) < 1e-6,
+            f"the mass of row {worst} sums to {total[worst]:.6f} over the lattice, not 1",
+        )
+        done.append("the mass sums to 1 over the lattice")
+    points = offset + spacing * np.round(index[0])  # one lattice point per row
+    below = points - spacing
+    _require(
+        np.allclose(distribution.cdf(points + 0.4 * spacing), distribution.cdf(points))
+        and np.allclose(distribution.cdf(points - 0.6 * spacing), distribution.cdf(below)),
+        "cdf must be a step function, constant between lattice points",
+    )
+    if d == 1:
+        step = distribution.cdf(points) - distribution.cdf(below)
+        _require(
+            np.allclose(step[:, 0], np.exp(distribution.log_prob(points)), atol=1e-9),
+            "cdf(k) - cdf(k - 1) must be the mass at k",
+        )
+    done.append("cdf is a step function consistent with the mass")
+    draws = len(samples)
+    for q in (0.05, 0.25, 0.5, 0.75, 0.95):
+        value = distribution.quantile(q)
+        _require(
+            np.allclose((value - offset) / spacing, np.round((value - offset) / spacing)),
+            f"quantile({q}) must be a lattice point",
+        )
+        _require(
+            np.all(distribution.cdf(value) >= q - 1e-9)
+            and np.all(distribution.cdf(value - spacing) < q + 1e-9),
+            f"quantile({q}) must be the smallest lattice point whose cdf reaches {q}",
+        )
+        band = 6 * np.sqrt(q * (1 - q) / draws) + 1e-3
+        _require(
+            np.all((samples <= value + 0.5 * spacing).mean(axis=0) >= q - band)
+            and np.all((samples <= value - 0.5 * spacing).mean(axis=0) <= q + band),
+            f"the draws do not match quantile({q})",
+        )
+    done.append("quantiles are the smallest lattice points reaching each level")
+    return done
+
+
+def _check_mode(distribution: Distribution, samples: np.ndarray) -> None:
+    mode = distribution.mode()
+    _require(mode.shape == samples.shape[1:], "mode() must be (n, d)")
+    at_draws = np.stack([distribution.log_prob(draw) for draw in samples[:200]])  # (200, n)
+    at_mode = distribution.log_prob(mode)
+    worst = int(np.argmin(at_mode - np.quantile(at_draws, 0.9, axis=0)))
+    _require(
+        at_mode[worst] >= np.quantile(at_draws[:, worst], 0.9) - 1e-6,
+        f"mode() of row {worst} is less probable than most draws: it is not a mode",
+    )
+
+
+def _check_affine(distribution: Distribution, samples: np.ndarray, rng: np.random.Generator):
+    d = distribution.event_dim
+    shift, scale = np.linspace(1.5, -2.0, d), np.linspace(2.0, 0.5, d)
+    moved = distribution.affine(shift, scale)
+    y = samples[0]
+    pairs = (
+        ("mean()", moved.mean(), shift + scale * distribution.mean()),
+        ("variance()", moved.variance(), scale**2 * distribution.variance()),
+        (
+            "log_prob()",
+            moved.log_prob(shift + scale * y),
+            # a mass moves with its point; a density picks up the Jacobian
+            distribution.log_prob(y)
+            - (0.0 if getattr(distribution, "discrete", False) else np.log(scale).sum()),
+        ),
+        ("cdf()", moved.cdf(shift + scale * y), distribution.cdf(y)),
+        ("quantile(0.3)", moved.quantile(0.3), shift + scale * distribution.quantile(0.3)),
+    )
+    for name, ours, expected in pairs:
+        _require(
+            np.allclose(ours, expected, rtol=1e-5, atol=1e-6 * (1 + np.abs(expected).max())),
+            f"affine(shift, scale).{name} does not match the transformed distribution",
+        )
+    # The transformed distribution's CDF against the empirical CDF of transformed draws.
+    moved_draws = moved.sample(rng, len(samples))
+    points = shift + scale * distribution.quantile(0.3)
+    if getattr(distribution, "discrete", False):  # between lattice points: no ties to round
+        points = points + 0.5 * scale * distribution.lattice()[1]
+    empirical = (moved_draws <= points).mean(axis=0)
+    _require(
+        np.all(np.abs(empirical - moved.cdf(points)) < 0.02),
+        "draws from affine(shift, scale) do not follow its cdf()",
+    )
+    _require(
+        np.all(np.abs((shift + scale * samples <= points).mean(axis=0) - empirical) < 0.03),
+        "affine(shift, scale) draws differ from transformed draws",
+    )
+
+
+def _check_crps(distribution: Distribution, samples: np.ndarray) -> None:
+    import scoringrules as sr
+
+    y = samples[-1]
+    ours = distribution.crps(y)
+    _require(ours.shape == (distribution.batch_size,), "crps() must return (n,)")
+    ensemble = np.moveaxis(samples[:4000], 0, -1)  # (n, d, m)
+    estimate = np.asarray(sr.crps_ensemble(y, ensemble, backend="numpy")).mean(axis=-1)
+    scale = np.sqrt(distribution.variance()).mean(axis=-1)
+    # Both sides may be Monte Carlo estimates (the generic crps() draws 1,000 samples): a loose
+    # band per row, a tighter one on the average, and a factor-of-two error fails both.
+    _require(
+        np.all(np.abs(ours - estimate) <= 0.15 * estimate + 0.02 * scale)
+        and abs(ours.mean() - estimate.mean()) <= 0.05 * estimate.mean(),
+        "crps() does not match the estimate from draws (a closed form off by a factor?)",
+    )
+
+
+def _check_normalised(distribution: Distribution, samples: np.ndarray) -> None:
+    """``exp(log_prob)`` integrates to 1, for any dimension, by importance sampling.
+
+    ``q`` is a Gaussian kernel density built from one half of the draws (normalised by
+    construction); over the other half, drawn from ``p``, the mean of ``q(y) / p(y)`` estimates
+    the integral of ``q``, which is 1 exactly when ``p`` is normalised and ``exp(-c)`` when
+    ``log_prob`` is off by ``c``. No grid, so narrow peaks and heavy tails cost nothing extra.
+    """
+    centres, points = samples[:1000], samples[1000:5000]  # (M, n, d), (N, n, d)
+    m, _, d = centres.shape
+    bandwidth = 0.5 * centres.std(axis=0) * m ** (-1.0 / (d + 4)) + 1e-12  # (n, d)
+    log_q = []
+    for point in points:
+        z = (point[None] - centres) / bandwidth  # (M, n, d)
+        kernel = -0.5 * (z**2).sum(-1) - np.log(bandwidth).sum(-1) - 0.5 * d * np.log(2 * np.pi)
+        log_q.append(np.logaddexp.reduce(kernel, axis=0) - np.log(m))
+    ratio = np.exp(np.stack(log_q) - np.stack([distribution.log_prob(p) for p in points]))
+    estimate = ratio.mean(axis=0)
+    error = 6 * ratio.std(axis=0) / np.sqrt(len(points)) + 0.03
+    worst = int(np.argmax(np.abs(estimate - 1) - error))
+    _require(
+        abs(estimate[worst] - 1) <= error[worst],
+        f"the density of row {worst} integrates to about {estimate[worst]:.3f}, not 1 "
+        "(importance sampling): log_prob is off by a constant",
+    )
+
+
+def check_family(spec: str, seed: int = 0) -> list[str]:
+    """A family's contract: its layer (shapes over any leading axes, argument checks, config
+    round trip), its ``keras.ops`` log-density against its numpy distribution, finite loss
+    and gradients, and the distribution checks for one and two outputs (as far as
+    ``max_output_dim`` allows) and a two-member ensemble."""
+    import keras
+
+    from probreg.families.base import Family
+    from probreg.losses import FamilyNLL
+
+    family = plugins.create("family", spec)
+    _require(isinstance(family, Family), "a family must subclass probreg.families.Family")
+    done = check_params("family", spec)
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    dims = [d for d in (1, 2) if family.max_output_dim is None or d <= family.max_output_dim]
+    for d in dims:
+        size = family.layout(d).size
+        layer = family.layer(d, name="family")
+        features = rng.normal(size=(3, 5, 8)).astype("float32")
+        out = keras.ops.convert_to_numpy(layer(features))
+        _require(out.shape == (3, 5, size), f"layer output must be (..., {size}), got {out.shape}")
+        flat = keras.ops.convert_to_numpy(layer(features.reshape(15, 8)))
+        _require(
+            np.allclose(flat, out.reshape(15, size), atol=1e-6),
+            "the layer must act on the last axis alone",
+        )
+        rebuilt = type(layer).from_config(layer.get_config())
+        rebuilt.build((None, 8))
+        rebuilt.set_weights(layer.get_weights())
+        _require(
+            np.allclose(keras.ops.convert_to_numpy(rebuilt(features)), out, atol=1e-6),
+            "get_config / from_config does not rebuild the same layer",
+        )
+        distribution = family.distribution(flat.astype(np.float64), d)
+        y = distribution.sample(rng, 1)[0]
+        ours = keras.ops.convert_to_numpy(family.log_prob(flat, y.astype("float32"), d))
+        _require(
+            np.allclose(ours, distribution.log_prob(y), rtol=1e-4, atol=1e-3),
+            "the keras.ops log_prob and the numpy distribution's log_prob disagree",
+        )
+        loss = FamilyNLL(family, d)
+        value = float(keras.ops.convert_to_numpy(loss(y.reshape(3, 5, d), out)))
+        _require(
+            np.isclose(value, -distribution.log_prob(y).mean(), rtol=1e-4, atol=1e-3),
+            "FamilyNLL over (batch, time) rows does not match the numpy NLL",
+        )
+        far = keras.ops.convert_to_numpy(family.log_prob(flat, np.full_like(y, 1e6, "float32"), d))
+        _require(np.all(np.isfinite(far)), "log_prob is not finite for a target 1e6 away")
+        done += [f"d={d}: {line}" for line in check_distribution(distribution, rng)]
+    _require(
+        _raises(lambda: family.layer(0)), "the layer must refuse output_dim=0 with a ValueError"
+    )
+    ensemble = family.ensemble_distribution(np.concatenate([flat, flat[::-1]], axis=1), d, 2)
+    done += [f"ensemble: {line}" for line in check_distribution(ensemble, rng, draws=10_000)]
+    return done
+
+
+def _raises(function) -> bool:
+    try:
+        function()
+    except ValueError:
+        return True
+    return False
 
 
 def check_head(spec: str, input_dim: int = 2, output_dim: int = 1, seed: int = 0) -> list[str]:
@@ -223,7 +494,16 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
             "the same seed must give the same data",
         )
     done.append("three finite parts; same seed, same data")
-    if data.log_density is not None and data.output_dim == 1:
+    if data.log_density is not None and getattr(data.log_density, "discrete", False):
+        y_all = np.concatenate([data.y_train, data.y_test])[:, 0]
+        ks = np.arange(np.floor(y_all.min()) - 50, np.ceil(y_all.max()) * 3 + 50)
+        for x0 in data.x_test[:3]:
+            mass = np.exp(data.log_density(np.repeat(x0[None], len(ks), 0), ks[:, None]))
+            _require(
+                abs(mass.sum() - 1.0) < 1e-6, f"log_density's mass sums to {mass.sum():.6f}, not 1"
+            )
+        done.append("exact mass sums to 1 over the integers")
+    elif data.log_density is not None and data.output_dim == 1:
         y_all = np.concatenate([data.y_train, data.y_test])[:, 0]
         span = y_all.max() - y_all.min()
         ys = np.linspace(y_all.min() - span, y_all.max() + span, 20_001)
@@ -235,3 +515,17 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
             )
         done.append("exact density integrates to 1 over y")
     return done
+
+
+def check_plugin(kind: str, spec: str) -> list[str]:
+    """Run the contract check for a plugin of any kind (``dataset``, ``head``, ``sampler`` or
+    ``family``); the registry-wide test calls this for every registered plugin."""
+    checks = {
+        "dataset": check_dataset,
+        "head": check_head,
+        "sampler": check_sampler,
+        "family": check_family,
+    }
+    if kind not in checks:
+        raise ValueError(f"unknown plugin kind {kind!r}; allowed: {', '.join(checks)}")
+    return checks[kind](spec)

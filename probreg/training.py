@@ -7,6 +7,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import keras
@@ -200,6 +201,8 @@ def fit(
     verbose: bool = True,
     stream: bool = False,
     watchdog: PeerWatchdog | None = None,
+    epoch_callback: Callable[[int, dict], None] | None = None,
+    monitor: tuple[str, keras.callbacks.Callback] | None = None,
 ) -> FitResult:
     """Train ``model`` in place; keep the weights of the epoch with the lowest validation loss.
 
@@ -207,7 +210,14 @@ def fit(
     anything indexable by row arrays) instead of copying them into the input pipeline.
     Raises :class:`TrainingError` if the loss stops being finite. A ``watchdog`` is fed after
     every batch and stops the process when batches stop coming (a dead peer).
+    ``epoch_callback(epoch, logs)`` is called after every epoch with the epoch's logs
+    (``loss``, ``val_loss``, ...); an exception it raises ends training and propagates (a
+    hyperparameter search prunes a trial this way).
+    ``monitor`` is ``(key, callback)``: a callback that writes ``logs[key]`` after every epoch
+    (first of all callbacks); early stopping and the best epoch then follow ``key`` instead of
+    ``val_loss`` (:func:`probreg.postfit.monitor_callback`).
     """
+    key, scorer = monitor if monitor is not None else ("val_loss", None)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
@@ -216,7 +226,7 @@ def fit(
         steps_per_execution=config.steps_per_execution,
     )
     early = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.patience, restore_best_weights=True
+        monitor=key, patience=config.patience, restore_best_weights=True
     )
     guard = _StopOnNonFinite()
     callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, early]
@@ -235,6 +245,12 @@ def fit(
         callbacks.append(
             keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: watchdog.beat())
         )
+    if epoch_callback is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: epoch_callback(epoch, dict(logs or {}))
+            )
+        )
     start = time.perf_counter()
     status = "completed"
     history = keras.callbacks.History()
@@ -244,7 +260,12 @@ def fit(
                 **inputs,
                 epochs=config.epochs,
                 validation_data=validation_batches(x_val, y_val),
-                callbacks=[callbacks[0], history, *callbacks[1:]],  # history after the LR log
+                callbacks=[  # history after the LR log (and the monitor's score)
+                    *([scorer] if scorer is not None else []),
+                    callbacks[0],
+                    history,
+                    *callbacks[1:],
+                ],
                 verbose=0,
             )
     except KeyboardInterrupt:
@@ -258,6 +279,6 @@ def fit(
         )
     logs = {k: [float(v) for v in values] for k, values in history.history.items()}
     epochs_run = len(logs.get("loss", []))
-    val = logs.get("val_loss", [])
+    val = logs.get(key, [])
     best = int(np.argmin(val)) + 1 if val else 0
     return FitResult(logs, epochs_run, best, seconds, status)

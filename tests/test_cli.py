@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from probreg.calibration import SCORES
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -88,17 +90,20 @@ def test_bad_input_gives_one_line_and_exit_2(args, fragment, tmp_path):
 
 
 def test_existing_output_needs_force(tmp_path):
+    from probreg import rundir
+
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "metrics.json").write_text("{}")
+    with rundir.claim(out) as claim:  # a folder probreg made (it holds the marker)
+        (claim.staging / "metrics.json").write_text("{}")
     result = probreg("run", "--output", str(out))
     assert_one_line_error(result, "already exists; use --force to replace it")
 
 
 def test_force_refuses_to_wipe_an_unrelated_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("precious")
+    (tmp_path / "metrics.json").write_text("{}")  # file names do not make a folder probreg's
     result = probreg("run", "--output", str(tmp_path), "--force")
-    assert_one_line_error(result, "holds no probreg output")
+    assert_one_line_error(result, "was not made by probreg")
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
 
@@ -160,7 +165,7 @@ def test_run_end_to_end_writes_every_artifact(tmp_path):
     ):
         assert key in metrics
     assert metrics["status"] == "completed" and metrics["epochs"] == 3 and metrics["seed"] == 1
-    assert set(metrics["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert set(metrics["test"]) == {"nll", "crps", "rmse", "coverage_90", *SCORES}
     assert metrics["bayes_nll"] < metrics["test"]["nll"]
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == 3 and len(history["val_loss"]) == 3

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from probreg import plugins
+from probreg.calibration import SCORES
 from probreg.comparison import compare, head_labels, mean_and_se, rank
+from probreg.errors import UsageError
 
 
 def test_labels_are_distinct_and_readable():
@@ -110,7 +112,7 @@ def test_report_files_and_metrics_json(report):
     assert metrics["dataset"] == "spiral:n=1200,val=300,test=800"
     assert metrics["bayes_nll"] == pytest.approx(result.bayes_nll)
     run = metrics["runs"][0]
-    assert set(run["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert set(run["test"]) == {"nll", "crps", "rmse", "coverage_90", *SCORES}
     assert {"head", "train_seconds", "seed"} <= set(run)
     assert {"nll", "nll_se", "crps_se"} <= set(metrics["heads"][0])
     for run in metrics["runs"]:
@@ -129,3 +131,35 @@ def test_html_is_self_contained(report):
     assert not re.search(r"(src|href)=\"(https?:)?//", page)
     assert page.count("data:image/png;base64,") >= 4 + 3  # figures + one PIT thumbnail per head
     assert 'class="best"' in page
+
+
+def test_a_diverging_head_is_recorded_and_the_report_still_written(tmp_path, temporary_plugin):
+    from test_fault_injection import exploding_plugin
+
+    from probreg import rundir
+
+    temporary_plugin(exploding_plugin())
+    out = tmp_path / "report"
+    result = compare(
+        "spiral:n=200,val=50,test=50",
+        ["mdn:hidden=8,components=2", "exploding:hidden=8"],
+        epochs=2,
+        output=out,
+        quiet=True,
+    )
+    assert [row["head"] for row in result.table] == ["mdn:hidden=8,components=2"]
+    diverged = [run for run in result.runs if run["status"] == "diverged"]
+    assert len(diverged) == 1 and diverged[0]["head"] == "exploding:hidden=8"
+    assert "training diverged" in diverged[0]["error"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [run["status"] for run in metrics["runs"]] == ["completed", "diverged"]
+    assert "Diverged" in (out / "report.html").read_text()
+    assert rundir.read_marker(out)["kind"] == "compare"
+    assert rundir.read_marker(out / diverged[0]["run_dir"])["state"] == "diverged"
+
+
+def test_splits_are_a_declared_dataset_capability():
+    spiral = plugins.create("dataset", "spiral")
+    assert spiral.n_splits() is None and spiral.reference() is None
+    with pytest.raises(UsageError, match="dataset 'spiral' has no splits"):
+        compare("spiral", ["mlp"], splits=[0, 1], write=False)

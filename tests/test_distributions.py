@@ -135,13 +135,20 @@ def test_generic_quantile_and_crps_defaults(rng):
     np.testing.assert_allclose(sampled, mixture.crps(y), rtol=0.1, atol=0.02)
 
 
-def test_mode_picks_the_highest_density_component_mean():
+def test_mode_is_the_highest_peak_found_on_a_grid():
     mixture = GaussianMixture(
-        np.log([[0.3, 0.7]]), np.array([[[0.0], [5.0]]]), np.array([[[0.1], [2.0]]])
+        np.log([[0.3, 0.7], [0.5, 0.5]]),
+        np.array([[[0.0], [5.0]], [[-0.5], [0.5]]]),
+        np.array([[[0.1], [2.0]], [[1.0], [1.0]]]),
     )
-    # The light but narrow component has the higher peak: 0.3/0.1 > 0.7/2.
-    assert mixture.mode()[0, 0] == pytest.approx(0.0)
+    # Row 0: the light but narrow component has the higher peak (0.3/0.1 > 0.7/2), a hair off
+    # its mean. Row 1: two overlapping components make one peak between their means.
+    grid = np.linspace(-2.0, 7.0, 90_001)
+    density = np.stack([mixture.log_prob(np.full((2, 1), g)) for g in grid])
+    np.testing.assert_allclose(mixture.mode()[:, 0], grid[density.argmax(axis=0)], atol=2e-4)
+    assert abs(mixture.mode()[0, 0]) < 1e-3 and abs(mixture.mode()[1, 0]) < 1e-6
     assert mixture.mean()[0, 0] == pytest.approx(3.5)
+    assert mixture.mean()[1, 0] == pytest.approx(0.0)
 
 
 def test_temperature_reweights_and_rescales():

@@ -77,8 +77,9 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
     assert set(files) == {
         "probreg-laplace/pyproject.toml",
         "probreg-laplace/probreg_laplace/__init__.py",
-        "probreg-laplace/probreg_laplace/keras_objects.py",
-        "probreg-laplace/probreg_laplace/distribution.py",
+        "probreg-laplace/probreg_laplace/family.py",
+        "probreg-laplace/probreg_laplace/data.py",
+        "probreg-laplace/probreg_laplace/sampler.py",
     }
     for name, content in files.items():
         path = tmp_path / "src" / name
@@ -112,11 +113,19 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
 
     listed = run(sys.executable, "-m", "probreg", "plugins", "--json")
     laplace = next(p for p in json.loads(listed.stdout) if p["name"] == "probreg-laplace")
-    assert laplace["heads"] == ["laplace"] and laplace["version"] == "0.1.0"
+    assert laplace["version"] == "0.1.0"
+    assert (laplace["families"], laplace["datasets"], laplace["samplers"]) == (
+        ["laplace"],
+        ["noisy-line"],
+        ["quantile"],
+    )
     checked = run(
         sys.executable,
         "-c",
-        "from probreg.testing import check_head; print(check_head('laplace:hidden=16'))",
+        "from probreg.testing import check_family, check_dataset, check_sampler\n"
+        "print(check_family('laplace'))\n"
+        "print(check_dataset('noisy-line:n=100,val=20,test=50'))\n"
+        "print(check_sampler('quantile:level=0.9'))",
     )
     assert checked.returncode == 0, checked.stderr
     compared = run(
@@ -125,11 +134,13 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
         "probreg",
         "compare",
         "--dataset",
-        "spiral:n=600,val=150,test=300",
+        "noisy-line:n=600,val=150,test=300",
         "--head",
         "mdn:hidden=16,components=3",
         "--head",
-        "laplace:hidden=16",
+        "mdn:family=laplace,hidden=16",
+        "--sampler",
+        "quantile",
         "--epochs",
         "2",
         "--output",
@@ -140,8 +151,9 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert {row["head"] for row in report["heads"]} == {
         "mdn:components=3,hidden=16",
-        "laplace:hidden=16",
+        "mdn:family=laplace,hidden=16",
     }
+    assert all(row["bayes_nll"] is not None for row in report["runs"])
     assert report["versions"]["probreg-laplace"] == "0.1.0"
     hidden = run(sys.executable, "-m", "probreg", "plugins", "--json", PROBREG_LOAD_PLUGINS="")
     assert "probreg-laplace" not in {p["name"] for p in json.loads(hidden.stdout)}

@@ -47,9 +47,10 @@ def test_installed_package_is_listed_with_what_it_registers():
     result = probreg("plugins", "--json")
     packages = {p["name"]: p for p in json.loads(result.stdout)}
     histogram = packages["probreg-histogram"]
-    assert histogram["version"] == "0.1.0"
+    assert histogram["version"] == "0.2.0"
     assert (
         histogram["heads"] == ["histogram"]
+        and histogram["families"] == ["histogram"]
         and histogram["datasets"] == []
         and histogram["samplers"] == []
     )
@@ -57,7 +58,8 @@ def test_installed_package_is_listed_with_what_it_registers():
     everything = names(probreg("plugins", "--json", "--all"))
     assert "probreg.default_plugins.mdn" in everything and "probreg-histogram" in everything
     text = probreg("plugins").stdout
-    assert "probreg-histogram 0.1.0" in text and "heads: histogram" in text
+    assert "probreg-histogram 0.2.0" in text and "heads: histogram" in text
+    assert "families: histogram" in text
 
 
 @needs_histogram

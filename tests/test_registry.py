@@ -121,3 +121,31 @@ def test_mdn_ensemble_predicts_one_mixture_of_all_members():
     distribution = head.distribution(outputs, 1)
     assert distribution.components == 12
     assert distribution.weights.sum(axis=1) == pytest.approx(np.ones(5))
+
+
+class Ranged(Sampler):
+    """A sampler whose two options must be checked together."""
+
+    name = "ranged"
+    params = (Param("low", "float", 0.0, "lower end"), Param("high", "float", 1.0, "upper end"))
+
+    def check_options(self) -> None:
+        if self.options["low"] >= self.options["high"]:
+            raise UsageError(
+                f"sampler 'ranged' needs low < high, got low={self.options['low']:g} and "
+                f"high={self.options['high']:g}"
+            )
+
+
+def test_check_options_validates_options_together(temporary_plugin, tmp_path):
+    from probreg import api
+
+    temporary_plugin(
+        types.SimpleNamespace(register_samplers=hookimpl(lambda register: register(Ranged)))
+    )
+    assert plugins.create("sampler", "ranged:low=-1").options == {"low": -1.0, "high": 1.0}
+    with pytest.raises(UsageError, match="needs low < high, got low=2 and high=1"):
+        plugins.create("sampler", "ranged:low=2,high=1")
+    with pytest.raises(UsageError, match="needs low < high"):  # before any data or folder
+        api.run("spiral", "mdn", "ranged:low=1,high=1", output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import probreg
+from probreg.calibration import SCORES
 from probreg.errors import PluginError, UsageError
 
 
 def test_api_result_holds_metrics_model_and_distribution(small_run):
     assert small_run.status == "completed"
-    assert set(small_run.metrics["test"]) == {"nll", "crps", "rmse", "coverage_90"}
+    assert set(small_run.metrics["test"]) == {"nll", "crps", "rmse", "coverage_90", *SCORES}
     assert small_run.distribution.batch_size == len(small_run.data.x_test)
     # The metrics are those of the returned distribution on the test data.
     nll = -np.mean(small_run.distribution.log_prob(small_run.data.y_test))
@@ -42,7 +43,8 @@ def test_plain_keras_load_model_needs_no_custom_objects(small_run):
     code = (
         "import sys, numpy as np, keras, probreg.layers, probreg.losses\n"
         "model = keras.saving.load_model(sys.argv[1])\n"
-        "assert model.loss.__class__.__name__ == 'GaussianMixtureNLL'\n"
+        "assert model.loss.__class__.__name__ == 'FamilyNLL'\n"
+        "assert model.loss.family.spec == 'gaussian_mixture:components=5'\n"
         "print(model.predict(np.zeros((2, 1), 'float32'), verbose=0).shape)\n"
     )
     result = subprocess.run(

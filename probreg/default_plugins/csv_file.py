@@ -8,6 +8,8 @@ header row; values must be numbers (no NaN or infinity).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from probreg import csvfiles
@@ -42,6 +44,12 @@ class CSVFile(Dataset):
             maximum=0.9,
         ),
     )
+
+    @classmethod
+    def contract_specs(cls, folder: Path) -> tuple[str, ...]:
+        from probreg.datasets import bundled_path
+
+        return (f"csv:path={bundled_path('mcycle.csv')},x=times,y=accel",)
 
     def load(self, seed: int) -> Data:
         o = self.options

@@ -80,6 +80,21 @@ class UCI(Dataset):
             return int(_read(counted, int)[0])
         return len(list(self.folder.glob("index_train_*.txt")))
 
+    @classmethod
+    def contract_specs(cls, folder: Path) -> tuple[str, ...]:
+        """A tiny folder in the standard split format: 60 rows, 3 inputs, 2 splits."""
+        rng = np.random.default_rng(0)
+        table = rng.normal(size=(60, 4))
+        np.savetxt(folder / "data.txt", table)
+        np.savetxt(folder / "index_features.txt", [0, 1, 2], fmt="%d")
+        np.savetxt(folder / "index_target.txt", [3], fmt="%d")
+        np.savetxt(folder / "n_splits.txt", [2], fmt="%d")
+        for split in range(2):
+            order = np.random.default_rng(split).permutation(60)
+            np.savetxt(folder / f"index_train_{split}.txt", order[:48], fmt="%d")
+            np.savetxt(folder / f"index_test_{split}.txt", order[48:], fmt="%d")
+        return (f"uci:path={folder},split=1",)
+
     def load(self, seed: int) -> Data:
         folder, split = self.folder, self.options["split"]
         if split >= self.n_splits():

@@ -1,6 +1,25 @@
-"""Predictive distributions (numpy): what heads produce and samplers and metrics consume."""
+"""Predictive distributions (numpy): what heads produce and samplers and metrics consume.
 
-from probreg.distributions.base import AffineTransformed, Distribution
-from probreg.distributions.gaussian_mixture import GaussianMixture
+Each family's numpy distribution lives in its family file (:mod:`probreg.families`); the
+built-in ones are re-exported here (imported on first use, as the family files import this
+package themselves).
+"""
 
-__all__ = ["AffineTransformed", "Distribution", "GaussianMixture"]
+from typing import Any
+
+from probreg.distributions.base import AffineTransformed, Distribution, EqualMixture
+
+_FAMILY_CLASSES = {
+    "GaussianMixture": "probreg.families.gaussian_mixture",
+    "StudentTMixture": "probreg.families.student_t_mixture",
+}
+
+__all__ = ["AffineTransformed", "Distribution", "EqualMixture", *_FAMILY_CLASSES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FAMILY_CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_FAMILY_CLASSES[name]), name)
+    raise AttributeError(f"module 'probreg.distributions' has no attribute {name!r}")

@@ -19,7 +19,15 @@ class Distribution(abc.ABC):
     Subclasses implement :meth:`log_prob`, :meth:`sample`, :meth:`mean`, :meth:`variance` and
     :meth:`cdf`; the rest has generic defaults that a subclass may replace with exact forms.
     Arrays of targets have shape ``(n, d)``.
+
+    A *discrete* distribution (``discrete = True``) puts its mass on a lattice ``offset +
+    spacing * i`` (the integers in data units; :meth:`lattice` says which): its ``log_prob`` is
+    a log-mass, ``cdf`` is a step function and ``quantile(q)`` the smallest lattice point whose
+    CDF reaches ``q``.
     """
+
+    #: Whether the mass sits on a lattice (see :meth:`lattice`) rather than having a density.
+    discrete: bool = False
 
     @property
     @abc.abstractmethod
@@ -72,6 +80,10 @@ class Distribution(abc.ABC):
         """The most probable point of each row, shape ``(n, d)``; the mean unless overridden."""
         return self.mean()
 
+    def lattice(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, spacing)``, each ``(d,)``, of a discrete distribution's support."""
+        raise NotImplementedError(f"{type(self).__name__} is not discrete")
+
     def crps(self, y: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """CRPS of each row at ``y``, averaged over coordinates: shape ``(n,)``.
 
@@ -88,6 +100,12 @@ class Distribution(abc.ABC):
     def params(self) -> dict[str, np.ndarray]:
         """The parameters that describe each row, for saving predictions (name -> ``(n, ...)``)."""
         return {"mean": self.mean(), "variance": self.variance()}
+
+    def param_axes(self) -> dict[str, tuple[str, ...]]:
+        """What each axis after the first of every :meth:`params` entry counts: ``"output"``
+        (a target column) or ``"component"``; ``predict --params`` names its columns from this
+        (``<y>_mean``, ``weight_3``, ``<y>_scale_2``). Entries not listed are numbered flat."""
+        return {"mean": ("output",), "variance": ("output",)}
 
     def with_temperature(self, temperature: float, sigma_temperature: float) -> Distribution:
         """A sharpened or flattened copy; only distributions with components support it."""
@@ -160,4 +178,69 @@ class AffineTransformed(Distribution):
     def with_temperature(self, temperature: float, sigma_temperature: float) -> Distribution:
         return self.base.with_temperature(temperature, sigma_temperature).affine(
             self.shift, self.scale
+        )
+
+
+class EqualMixture(Distribution):
+    """The equal-weight mixture of several distributions over the same rows (an ensemble)."""
+
+    def __init__(self, members: list[Distribution]) -> None:
+        if not members:
+            raise ValueError("EqualMixture needs at least one member")
+        shapes = {(m.batch_size, m.event_dim) for m in members}
+        if len(shapes) != 1:
+            raise ValueError(f"EqualMixture members disagree on (rows, dimension): {shapes}")
+        self.members = list(members)
+        self.discrete = all(m.discrete for m in self.members)
+
+    def lattice(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.members[0].lattice()
+
+    @property
+    def batch_size(self) -> int:
+        return self.members[0].batch_size
+
+    @property
+    def event_dim(self) -> int:
+        return self.members[0].event_dim
+
+    def log_prob(self, y: np.ndarray) -> np.ndarray:
+        from scipy import special
+
+        stacked = np.stack([m.log_prob(y) for m in self.members])
+        return special.logsumexp(stacked, axis=0) - np.log(len(self.members))
+
+    def sample(self, rng: np.random.Generator, num_samples: int = 1) -> np.ndarray:
+        choice = rng.integers(len(self.members), size=(num_samples, self.batch_size))
+        draws = np.stack([m.sample(rng, num_samples) for m in self.members])
+        return np.take_along_axis(draws, choice[None, :, :, None], axis=0)[0]
+
+    def mean(self) -> np.ndarray:
+        return np.mean([m.mean() for m in self.members], axis=0)
+
+    def variance(self) -> np.ndarray:
+        second = np.mean([m.variance() + m.mean() ** 2 for m in self.members], axis=0)
+        return np.maximum(second - self.mean() ** 2, 0.0)
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        return np.mean([m.cdf(y) for m in self.members], axis=0)
+
+    def quantile(self, q: float) -> np.ndarray:
+        if not 0.0 < q < 1.0:
+            raise UsageError(f"quantile level must lie strictly between 0 and 1, not {q}")
+        # The mixture's quantile lies between its members' quantiles.
+        each = np.stack([m.quantile(q) for m in self.members])
+        return self._bisect_cdf(q, each.min(axis=0), each.max(axis=0))
+
+    def mode(self) -> np.ndarray:
+        candidates = np.stack([m.mode() for m in self.members])  # (M, n, d)
+        scores = np.stack([self.log_prob(c) for c in candidates])  # (M, n)
+        return candidates[scores.argmax(axis=0), np.arange(self.batch_size)]
+
+    def affine(self, shift: np.ndarray, scale: np.ndarray) -> Distribution:
+        return EqualMixture([m.affine(shift, scale) for m in self.members])
+
+    def with_temperature(self, temperature: float, sigma_temperature: float) -> Distribution:
+        return EqualMixture(
+            [m.with_temperature(temperature, sigma_temperature) for m in self.members]
         )

@@ -1,21 +1,20 @@
-"""Keras objects of the histogram head, in ``keras.ops`` (any backend), registered for loading."""
+"""Keras objects that models saved by probreg-histogram 0.1 refer to, kept so they still load."""
 
 from __future__ import annotations
 
-import math
-
 import keras
-from keras import ops
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+from probreg_histogram.family import layer_class, log_prob
+
+HistogramLayer = layer_class()
 
 
 @keras.saving.register_keras_serializable(package="probreg_histogram")
 class LogSoftmax(keras.layers.Layer):
-    """Normalise logits into log-weights."""
+    """Normalise logits into log-weights (the 0.1 model's last layer)."""
 
     def call(self, logits):
-        return logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+        return keras.ops.log_softmax(logits, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -31,17 +30,7 @@ class HistogramNLL(keras.losses.Loss):
         self.half_range = float(half_range)
 
     def call(self, y_true, y_pred):
-        width = 2.0 * self.half_range / self.bins
-        y = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1,))
-        index = ops.floor((y + self.half_range) / width)
-        inside = ops.logical_and(index >= 0, index < self.bins)
-        one_hot = ops.one_hot(ops.cast(ops.clip(index, 0, self.bins - 1), "int32"), self.bins)
-        bin_log_weight = ops.sum(one_hot * y_pred[:, : self.bins], axis=-1)
-        very_small = ops.cast(-1e30, y_pred.dtype)
-        bin_term = ops.where(inside, bin_log_weight - math.log(width), very_small)
-        z = y / self.half_range
-        tail_term = y_pred[:, self.bins] - 0.5 * z * z - math.log(self.half_range) - _HALF_LOG_2PI
-        return -ops.logaddexp(bin_term, tail_term)
+        return -log_prob(y_pred, y_true, self.bins, self.half_range)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "bins": self.bins, "half_range": self.half_range}

@@ -1,0 +1,194 @@
+"""Export a run's model for serving (ONNX, TensorFlow SavedModel, LiteRT), and read it back.
+
+``probreg export RUN_DIR --format onnx`` writes a folder with the model file and
+``probreg-export.json``. The exported model takes inputs in the data's own units (the run's
+input standardisation is inside it) and outputs the family's packed parameters, exactly what
+the run's Keras model outputs. :func:`distribution` turns those parameters into a probreg
+:class:`~probreg.distributions.Distribution` in data units with numpy alone (no TensorFlow or
+Keras is imported), and :class:`OnnxModel` does both steps with onnxruntime::
+
+    from probreg.export import OnnxModel
+    model = OnnxModel("runs/my-run/export/onnx")
+    model.distribution(x).quantile(0.95)
+
+Export goes through Keras's own ``Model.export`` (ONNX needs ``tf2onnx``, LiteRT TensorFlow's
+converter; ``pip install probreg[export]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probreg.errors import UsageError
+
+#: format -> (file or folder written inside the export folder, Keras's format name)
+FORMATS = {
+    "onnx": ("model.onnx", "onnx"),
+    "saved_model": ("saved_model", "tf_saved_model"),
+    "litert": ("model.tflite", "litert"),
+}
+METADATA = "probreg-export.json"
+
+
+def default_output(run_dir: str | os.PathLike, format: str) -> Path:
+    """Where ``probreg export`` writes without ``--output``: ``RUN_DIR/export/FORMAT``."""
+    return Path(run_dir) / "export" / format
+
+
+def serving_model(predictor):
+    """A Keras model from inputs in data units to the run model's packed parameters."""
+    import keras
+
+    model = predictor.model
+    shape = tuple(model.input_shape[1:])
+    mean = np.asarray(predictor.x_scaling.mean, np.float32)
+    scale = np.asarray(predictor.x_scaling.scale, np.float32)
+    if mean.size == int(np.prod(shape)) and mean.shape != shape[-1:]:
+        mean, scale = mean.reshape(shape), scale.reshape(shape)
+
+    class Standardise(keras.layers.Layer):
+        """``(x - mean) / scale`` with the run's training statistics (constant weights)."""
+
+        def build(self, input_shape) -> None:
+            self.mean = self.add_weight(
+                shape=mean.shape, initializer=keras.initializers.Constant(mean), trainable=False
+            )
+            self.scale = self.add_weight(
+                shape=scale.shape, initializer=keras.initializers.Constant(scale), trainable=False
+            )
+
+        def call(self, x):
+            return (x - self.mean) / self.scale
+
+    inputs = keras.Input(shape, name="x", dtype="float32")
+    served = keras.Model(inputs, model(Standardise(name="standardise")(inputs)), name="served")
+    served(np.zeros((1, *shape), np.float32))  # Keras exports only models that were called
+    return served
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    output: str | os.PathLike | None = None,
+    format: str = "onnx",
+    force: bool = False,
+) -> Path:
+    """Export the run at ``run_dir``; return the export folder (model file + metadata)."""
+    from probreg.runs import load_run
+
+    if format not in FORMATS:
+        raise UsageError(f"unknown export format '{format}'; allowed: {', '.join(FORMATS)}")
+    target = Path(output) if output is not None else default_output(run_dir, format)
+    if target.exists():
+        if not force:
+            raise UsageError(f"output '{target}' already exists; use --force to replace it")
+        if not (target / METADATA).is_file():
+            raise UsageError(
+                f"output '{target}' is not a probreg export (no {METADATA}); refusing to "
+                "replace it, choose another --output"
+            )
+    run = load_run(run_dir)
+    file_name, keras_format = FORMATS[format]
+    served = serving_model(run.predictor)
+    staging = target.parent / f".{target.name}.probreg-export-{uuid.uuid4().hex[:12]}"
+    try:
+        staging.mkdir(parents=True)
+        try:
+            served.export(str(staging / file_name), format=keras_format, verbose=False)
+        except ImportError as error:
+            raise UsageError(
+                f"exporting to {format} needs a package that is not installed ({error}); "
+                "pip install 'probreg[export]'"
+            ) from None
+        head = run.predictor.head
+        metadata = {
+            "format": format,
+            "file": file_name,
+            "run": str(Path(run_dir).resolve()),
+            "head": head.spec,
+            "output_dim": run.predictor.output_dim,
+            "input_shape": list(served.input_shape[1:]),
+            "outputs": int(served.output_shape[-1]),
+            "x_names": run.x_names,
+            "y_names": run.y_names,
+            "y_scaling": run.predictor.y_scaling.to_dict(),
+        }
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``probreg-export.json`` of an export folder."""
+    path = Path(folder) / METADATA
+    if not path.is_file():
+        raise UsageError(f"'{folder}' is not a probreg export: it has no {METADATA}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise UsageError(f"'{path}' is corrupt: {error}") from None
+
+
+def distribution(params: np.ndarray, metadata: dict[str, Any] | str | os.PathLike):
+    """The probreg Distribution, in data units, for an exported model's ``params`` output.
+
+    ``metadata`` is the export folder or its parsed ``probreg-export.json``. Needs numpy and
+    probreg only: no TensorFlow or Keras is imported.
+    """
+    if not isinstance(metadata, dict):
+        metadata = read_metadata(metadata)
+    return _Reader(metadata)(params)
+
+
+class _Reader:
+    """Packed parameters -> Distribution in data units, with the head and scaling made once."""
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        from probreg import plugins
+
+        self.head = plugins.create("head", metadata["head"])
+        self.width, self.output_dim = metadata["outputs"], metadata["output_dim"]
+        self.mean = np.asarray(metadata["y_scaling"]["mean"], np.float64)
+        self.scale = np.asarray(metadata["y_scaling"]["scale"], np.float64)
+
+    def __call__(self, params: np.ndarray):
+        params = np.asarray(params, np.float64).reshape(-1, self.width)
+        return self.head.distribution(params, self.output_dim).affine(self.mean, self.scale)
+
+
+class OnnxModel:
+    """An exported ONNX model run with onnxruntime: ``params(x)`` and ``distribution(x)``."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int = 1) -> None:
+        import onnxruntime
+
+        self.metadata = read_metadata(folder)
+        if self.metadata["format"] != "onnx":
+            raise UsageError(f"'{folder}' holds a {self.metadata['format']} export, not onnx")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(Path(folder) / self.metadata["file"]), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.shape = tuple(self.metadata["input_shape"])
+        self._reader = _Reader(self.metadata)
+
+    def params(self, x: np.ndarray) -> np.ndarray:
+        """The packed family parameters for inputs ``x`` in data units."""
+        x = np.asarray(x, np.float32).reshape(-1, *self.shape)
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def distribution(self, x: np.ndarray):
+        """The predictive distribution at each row of ``x``, in data units."""
+        return self._reader(self.params(x))

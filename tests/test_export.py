@@ -1,0 +1,115 @@
+"""``probreg export``: the exported model computes the run model's parameters, and the helper
+turns them into the run's distribution without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from probreg.export import METADATA, OnnxModel, distribution, export_run, read_metadata
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def random_inputs(run, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Inputs spread over (and beyond) the training range, in data units."""
+    x = run.predictor.x_scaling
+    rng = np.random.default_rng(seed)
+    return (x.mean + 2.0 * x.scale * rng.standard_normal((n, len(x.mean)))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def onnx_export(small_run, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from probreg.runs import load_run
+
+    folder = export_run(small_run.run_dir, tmp_path_factory.mktemp("export") / "onnx", "onnx")
+    return load_run(small_run.run_dir), folder
+
+
+def test_onnx_parameters_equal_the_keras_models(onnx_export):
+    run, folder = onnx_export
+    x = random_inputs(run)
+    exported = OnnxModel(folder).params(x)
+    np.testing.assert_allclose(exported, run.predictor.outputs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_helper_gives_the_runs_distribution(onnx_export):
+    run, folder = onnx_export
+    x = random_inputs(run, seed=1)
+    ours, theirs = OnnxModel(folder).distribution(x), run.distribution(x)
+    y = theirs.sample(np.random.default_rng(0), 1)[0]
+    np.testing.assert_allclose(ours.mean(), theirs.mean(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.log_prob(y), theirs.log_prob(y), rtol=1e-4, atol=1e-4)
+    metadata = read_metadata(folder)
+    assert metadata["x_names"] == run.x_names and metadata["format"] == "onnx"
+
+
+def test_the_helper_needs_no_tensorflow(onnx_export, tmp_path):
+    run, folder = onnx_export
+    x = random_inputs(run, seed=2)
+    np.save(tmp_path / "params.npy", run.predictor.outputs(x))
+    np.save(tmp_path / "mean.npy", run.distribution(x).mean())
+    code = (
+        "import sys, numpy as np\n"
+        "from probreg.export import distribution\n"
+        f"d = distribution(np.load({str(tmp_path / 'params.npy')!r}), {str(folder)!r})\n"
+        f"np.testing.assert_allclose(d.mean(), np.load({str(tmp_path / 'mean.npy')!r}), "
+        "rtol=1e-6)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV)
+    assert result.returncode == 0, result.stderr
+
+
+def test_saved_model_and_litert_compute_the_same_parameters(small_run, tmp_path):
+    import tensorflow as tf
+
+    from probreg.runs import load_run
+
+    run = load_run(small_run.run_dir)
+    x = random_inputs(run, seed=3)
+    expected = run.predictor.outputs(x)
+    saved = export_run(small_run.run_dir, tmp_path / "sm", "saved_model")
+    served = tf.saved_model.load(str(saved / read_metadata(saved)["file"]))
+    np.testing.assert_allclose(served.serve(x).numpy(), expected, rtol=1e-5, atol=1e-5)
+    lite = export_run(small_run.run_dir, tmp_path / "lite", "litert")
+    interpreter = tf.lite.Interpreter(model_path=str(lite / "model.tflite"))
+    given, wanted = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(given["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(given["index"], x)
+    interpreter.invoke()
+    lite_params = interpreter.get_tensor(wanted["index"])
+    np.testing.assert_allclose(lite_params, expected, rtol=1e-5, atol=1e-5)
+    d = distribution(lite_params, lite)
+    np.testing.assert_allclose(d.mean(), run.distribution(x).mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_the_command_writes_and_refuses_to_overwrite(small_run, tmp_path):
+    pytest.importorskip("tf2onnx")
+    out = tmp_path / "exported"
+    args = [sys.executable, "-m", "probreg", "export", str(small_run.run_dir), "-o", str(out)]
+    first = subprocess.run(args, capture_output=True, text=True, env=ENV)
+    assert first.returncode == 0, first.stderr
+    assert json.loads((out / METADATA).read_text())["file"] == "model.onnx"
+    again = subprocess.run(args, capture_output=True, text=True, env=ENV)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"Error: output '{out}' already exists; use --force to replace it"
+    )
+    forced = subprocess.run([*args, "--force"], capture_output=True, text=True, env=ENV)
+    assert forced.returncode == 0, forced.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    refused = subprocess.run(
+        [*args[:-1], str(tmp_path / "mine"), "--force"], capture_output=True, text=True, env=ENV
+    )
+    assert refused.returncode == 2 and "not a probreg export" in refused.stderr
+    assert (tmp_path / "mine" / "keep.txt").exists()

@@ -1,0 +1,394 @@
+"""``probreg tune``: the search space, storage errors, workers sharing one study (SQLite and a
+real PostgreSQL server), resuming after Ctrl-C, crashed workers, and a search that really
+beats the defaults on held-out data.
+
+The PostgreSQL tests need ``PROBREG_TEST_POSTGRES_URL`` (``.ci/postgres`` starts a server on
+loopback and prints it). Without it they skip, unless ``PROBREG_REQUIRE_POSTGRES=1`` (CI sets
+it), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from probreg import plugins
+from probreg.errors import UsageError
+from probreg.tuning import Dimension, build_space, default_dimension, hide_password, parse_space
+
+SMALL_DATA = "bishop:n=300,val=100,test=100"
+SMALL_HEAD = "mdn:hidden=8,components=2"
+SMALL_SPACE = "components=1..4,learning_rate=0.001..0.03:log"
+
+
+def _probreg(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "probreg", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **popen,
+    )
+
+
+def _tune_args(output: Path, trials: int, *extra: str) -> list[str]:
+    return [
+        "tune",
+        "--dataset",
+        SMALL_DATA,
+        "--head",
+        SMALL_HEAD,
+        "--space",
+        SMALL_SPACE,
+        "--epochs",
+        "4",
+        "--trials",
+        str(trials),
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+def _trials(storage: str, study: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _finished(trials) -> list:
+    return [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+# --- the search space ---------------------------------------------------------------------
+
+
+def test_default_space_comes_from_the_declared_parameters():
+    from probreg.params import Param
+
+    head = plugins.create("head", "mdn")
+    space = build_space("mdn", None)
+    declared = {p.name for p in type(head).params}
+    assert set(space.dimensions) <= declared
+    # Budgets are left alone; choices and log scales come from the declarations.
+    assert not {"epochs", "patience", "members"} & set(space.dimensions)
+    assert (
+        space.dimensions["learning_rate"].log and space.dimensions["learning_rate"].kind == "float"
+    )
+    assert space.dimensions["weight_decay"].log
+    scale = next(p for p in type(head).params if p.name == "scale")
+    assert space.dimensions["scale"].choices == scale.choices
+    components = space.dimensions["components"]
+    assert components.kind == "int" and components.low >= 1 and components.high <= 1000
+    assert "256+256+256" in space.dimensions["hidden"].choices
+    # Options given in the head spec are fixed, not searched.
+    assert "components" not in build_space("mdn:components=3", None).dimensions
+    # Bounds are respected and a parameter without a usable range is left out.
+    bounded = Param("k", "int", 20, "", minimum=10, maximum=30)
+    assert default_dimension(bounded) == Dimension("k", "int", 10, 30, log=False)
+    assert default_dimension(Param("name", "str", "x", "")) is None
+
+
+def test_space_narrows_and_fixes_parameters():
+    space = build_space(
+        "mdn:epochs=7",
+        "components=2..30,learning_rate=1e-4..1e-2:log,hidden=64+64|256+256+256,scale=exp",
+    )
+    assert space.dimensions["components"] == Dimension("components", "int", 2, 30)
+    assert space.dimensions["learning_rate"] == Dimension(
+        "learning_rate", "float", 1e-4, 1e-2, log=True
+    )
+    assert space.dimensions["hidden"].choices == ("64+64", "256+256+256")
+    assert space.fixed == {"scale": "exp"}
+    assert "scale" not in space.dimensions and "epochs" not in space.dimensions
+    # A spec option named in --space is searched, its spec value being the baseline.
+    assert "components" in build_space("mdn:components=1", "components=1..4").dimensions
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense=1..2", "unknown parameter 'nonsense' in --space for head 'mdn'; allowed"),
+        ("components=30..2", "empty range, the low end 30 is above the high end 2"),
+        ("components", "malformed --space item 'components'"),
+        ("components=..5", "a range needs both ends"),
+        ("weight_decay=0..0.1:log", "a :log range must be above 0"),
+        ("hidden=1..4", "a LOW..HIGH range needs a number parameter"),
+        ("components=0..4", "below the minimum 1"),
+        ("scale=exp|cubic", "'cubic' is not allowed"),
+        ("components=2,components=3", "gives 'components' twice"),
+        ("components=3:log", "':log' only applies to a LOW..HIGH range"),
+    ],
+)
+def test_bad_space_is_a_one_line_error(text, message):
+    head = plugins.create("head", "mdn")
+    with pytest.raises(UsageError, match=re.escape(message)) as info:
+        parse_space(text, type(head).params, "head 'mdn'")
+    assert "\n" not in str(info.value)
+
+
+def _cli_error(capsys, *args: str) -> str:
+    from probreg.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("Error: ")
+    return err
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    base = ["tune", "--dataset", SMALL_DATA, "--head", SMALL_HEAD, "-o", str(tmp_path / "t")]
+    err = _cli_error(capsys, *base, "--space", "wings=2..4")
+    assert "unknown parameter 'wings'" in err
+    err = _cli_error(capsys, *base, "--space", "components=5..1")
+    assert "empty range" in err
+    err = _cli_error(capsys, *base, "--storage", "nosuchdb://u:hunter2@host/x")
+    assert "bad storage URL" in err and "hunter2" not in err and "host/x" in err
+    err = _cli_error(capsys, *base, "--storage", "not a url")
+    assert "bad storage URL" in err
+    assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
+
+
+def test_unreachable_database_names_the_url_without_its_password(capsys, tmp_path):
+    pytest.importorskip("psycopg")
+    url = "postgresql://probreg:hunter2@127.0.0.1:1/probreg"
+    err = _cli_error(
+        capsys,
+        *["tune", "--dataset", SMALL_DATA, "--head", SMALL_HEAD, "--storage", url],
+        *["-o", str(tmp_path / "t")],
+    )
+    assert "cannot connect to storage 'postgresql://probreg:***@127.0.0.1:1/probreg'" in err
+    assert "hunter2" not in err
+    assert hide_password(url) == "postgresql://probreg:***@127.0.0.1:1/probreg"
+
+
+def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
+    from probreg import rundir
+    from probreg.tuning import open_tune_dir
+
+    path = tmp_path / "tune"
+    assert open_tune_dir(path, force=False) == (path, False)
+    assert rundir.read_marker(path)["kind"] == "tune"
+    (path / "study.db").write_text("the study")
+    assert open_tune_dir(path, force=False) == (path, True)  # resumed, kept
+    assert (path / "study.db").read_text() == "the study"
+    assert open_tune_dir(path, force=True) == (path, False)  # a new, empty tune folder
+    assert not (path / "study.db").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not made by probreg"):
+        open_tune_dir(other, force=True)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+# --- workers on one machine ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study(tmp_path):
+    out = tmp_path / "tune"
+    proc = _probreg(*_tune_args(out, 5, "--workers", "2", "--study", "shared"))
+    stdout, stderr = proc.communicate(timeout=400)
+    assert proc.returncode == 0, stderr
+    trials = _trials(f"sqlite:///{out / 'study.db'}", "shared")
+    finished = _finished(trials)
+    # The count adds up exactly, and every trial ran in exactly one worker.
+    assert len(finished) == 5
+    assert len({t.number for t in trials}) == len(trials)
+    assert all(t.state.name != "RUNNING" for t in trials)
+    workers = {t.user_attrs["worker"] for t in finished}
+    assert 1 <= len(workers) <= 2
+    assert "[worker 2]" in stderr  # the second process reported its own progress
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["trials"]["finished"] == 5
+    assert stdout.strip() == summary["best"]["spec"] == (out / "best_spec.txt").read_text().strip()
+    for name in ("trials.csv", "report.html", "report.md", "history.png", "importance.png"):
+        assert (out / name).is_file(), name
+    assert len((out / "trials.csv").read_text().splitlines()) == len(trials) + 1
+    assert "probreg run --dataset" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_crashed_workers_trial_is_marked_failed(tmp_path):
+    """A worker killed mid-trial leaves a RUNNING trial; once its heartbeat is stale the next
+    worker marks it failed and the budget is still met."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    crash = (
+        "import os, signal\n"
+        "from probreg.tuning import BASELINE, TuneConfig, _Search, open_storage, worker_id\n"
+        f"config = TuneConfig({SMALL_DATA!r}, {SMALL_HEAD + ',epochs=2'!r}, 'nll', 2, "
+        f"{storage!r}, 'crash', space={SMALL_SPACE!r}, heartbeat=1)\n"
+        "search = _Search(config, open_storage(config.storage, 1), print, worker_id())\n"
+        "trial = search.claim()\n"
+        "if trial is BASELINE:  # the defaults are scored beside the trials; claim a trial\n"
+        "    trial = search.claim()\n"
+        "search.storage.optuna.record_heartbeat(trial._trial_id)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    died = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True)
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    (running,) = _trials(storage, "crash")
+    assert running.state.name == "RUNNING"
+    time.sleep(3)  # past the grace period of 2 heartbeats
+    from probreg.tuning import tune
+
+    result = tune(
+        SMALL_DATA,
+        SMALL_HEAD + ",epochs=2",
+        trials=2,
+        space=SMALL_SPACE,
+        storage=storage,
+        study="crash",
+        heartbeat=1,
+        write=False,
+        quiet=True,
+    )
+    trials = _trials(storage, "crash")
+    assert trials[0].number == running.number and trials[0].state.name == "FAIL"
+    assert len(_finished(trials)) == 2
+    assert result.summary["trials"]["failed"] == 1
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_resume_after_sigint_keeps_finished_trials(tmp_path):
+    out = tmp_path / "tune"
+    storage = f"sqlite:///{out / 'study.db'}"
+    proc = _probreg(*_tune_args(out, 50, "--study", "resume"))
+    deadline = time.monotonic() + 300
+    finished: list = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if (out / "study.db").exists():
+            try:
+                finished = _finished(_trials(storage, "resume"))
+            except Exception:  # the study is being created
+                continue
+            if finished:
+                break
+    assert finished, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    before = {t.number: t.value for t in _finished(_trials(storage, "resume"))}
+    assert 1 <= len(before) < 50
+    assert (out / "tune.json").is_file()  # what was done is reported
+
+    from probreg.tuning import tune
+
+    result = tune(
+        SMALL_DATA,
+        SMALL_HEAD,
+        trials=len(before) + 1,
+        space=SMALL_SPACE,
+        epochs=4,
+        study="resume",
+        output=out,
+        quiet=True,
+    )
+    after = _finished(_trials(storage, "resume"))
+    assert len(after) == len(before) + 1
+    assert {t.number: t.value for t in after if t.number in before} == before
+    assert max(t.number for t in after) > max(before)
+    assert not any(t.state.name == "RUNNING" for t in _trials(storage, "resume"))
+    assert result.summary["trials"]["finished"] == len(before) + 1
+
+
+# --- the search pays off ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tuned_spec_beats_the_default_on_held_out_data(tmp_path):
+    """A deliberately poor baseline (one Gaussian, a tiny learning rate) on Bishop's
+    three-branched inverse problem: the search must find a spec that is better on the
+    validation rows *and* on the test rows, which it never saw."""
+    from probreg import api
+    from probreg.tuning import tune
+
+    data = "bishop:n=500,val=200,test=1000"
+    default = "mdn:hidden=16+16,epochs=40,patience=40,components=1,learning_rate=0.0003"
+    space = (
+        "components=1..6,learning_rate=0.0003..0.03:log,"
+        # The rest stays at the defaults, so the defaults lie in the space and are trial 0.
+        "batch_size=128,weight_decay=0,schedule=cosine,scale=softplus,scale_floor=0.03,"
+        "activation=relu"
+    )
+    result = tune(data, default, trials=8, space=space, output=tmp_path / "tune", quiet=True)
+    assert result.default_value is not None
+    assert result.summary["default"]["number"] == 0  # the defaults were trial 0
+    assert result.best_value < result.default_value
+    tuned = api.run(data, result.best_spec, seed=0, write=False, quiet=True)
+    baseline = api.run(data, default, seed=0, write=False, quiet=True)
+    assert tuned.metrics["test"]["nll"] < baseline.metrics["test"]["nll"] - 0.1, (
+        result.best_spec,
+        tuned.metrics["test"],
+        baseline.metrics["test"],
+    )
+
+
+# --- PostgreSQL: two machines, emulated by two processes ------------------------------------
+
+
+@pytest.fixture
+def postgres_url():
+    url = os.environ.get("PROBREG_TEST_POSTGRES_URL")
+    required = os.environ.get("PROBREG_REQUIRE_POSTGRES") == "1"
+    if not url:
+        if required:
+            pytest.fail("PROBREG_REQUIRE_POSTGRES=1 but PROBREG_TEST_POSTGRES_URL is not set")
+        pytest.skip("no PostgreSQL server: set PROBREG_TEST_POSTGRES_URL (see .ci/postgres)")
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:
+        if required:
+            pytest.fail(f"PROBREG_REQUIRE_POSTGRES=1 but {hide_password(url)} fails: {error}")
+        pytest.skip(f"PostgreSQL at {hide_password(url)} is not reachable: {error}")
+    return url
+
+
+@pytest.mark.slow
+def test_two_machines_share_a_postgresql_study(tmp_path, postgres_url):
+    study = f"test-{uuid.uuid4().hex[:12]}"
+    procs = [
+        _probreg(*_tune_args(tmp_path / name, 5, "--storage", postgres_url, "--study", study))
+        for name in ("machine-a", "machine-b")
+    ]
+    outputs = [proc.communicate(timeout=400) for proc in procs]
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr
+        assert "postgresql://probreg:***@" in stderr  # joined, password hidden
+    trials = _trials(postgres_url, study)
+    finished = _finished(trials)
+    assert len(finished) == 5
+    assert len({t.number for t in trials}) == len(trials)
+    pids = {str(proc.pid) for proc in procs}
+    assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in finished} <= pids
+    summaries = [
+        json.loads((tmp_path / n / "tune.json").read_text()) for n in ("machine-a", "machine-b")
+    ]
+    for summary in summaries:  # each machine reports the whole study
+        assert summary["trials"]["finished"] == 5
+        complete = [t for t in finished if t.state.name == "COMPLETE"]
+        assert summary["best"]["number"] == min(complete, key=lambda t: t.value).number
