@@ -50,7 +50,6 @@ def silent(message: str) -> None:
     """An :data:`Echo` that says nothing (``quiet``)."""
 
 
-_stderr, _silent = to_stderr, silent  # older names
 
 
 @dataclasses.dataclass
@@ -224,6 +223,7 @@ def run(
     recalibrate: bool = False,
     conformal: float | None = None,
     monitor: str = "nll",
+    trunk: Any = None,
 ) -> RunResult:
     """Train ``head`` on ``dataset``, evaluate it on the held-out test part and draw the pictures.
 
@@ -233,7 +233,8 @@ def run(
     finishes the run with ``status == "interrupted"``. ``layout`` trains on several devices or
     processes (:mod:`probreg.distributed`); only the main process writes. ``recalibrate``,
     ``conformal`` (share of training rows held out) and ``monitor`` (the validation score that
-    picks the best epoch) are described in :mod:`probreg.postfit`.
+    picks the best epoch) are described in :mod:`probreg.postfit`. ``trunk`` (a Keras layer
+    or model, or a function returning one) replaces a family head's dense trunk.
     """
     from probreg import postfit
 
@@ -270,6 +271,7 @@ def run(
                 stream=stream,
                 layout=layout,
                 calibrating=calibrating,
+                trunk=trunk,
             )
         except TrainingError as error:
             if claimed is None:
@@ -308,6 +310,7 @@ def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
     for name in x_scaling.constant:
         note = f"input column '{shorten(name, 60)}' is constant in the training rows"
         say(f"Note: {note}; the model sees it as 0")
+    check_integer_targets(data, head, say)
     config = head.training()
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -327,6 +330,27 @@ def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
         ) from None
 
 
+def check_integer_targets(data: Data, head: Head, say: Echo = silent) -> None:
+    """A discrete family needs integer targets (one-line error otherwise); a continuous family
+    on targets that are all integers gets a one-line hint about the discrete one."""
+    family = getattr(head, "family", None)
+    if family is None:
+        return
+    y = np.asarray(data.y_train)
+    integer = np.all(y == np.round(y), axis=0)
+    if family.discrete and not integer.all():
+        name = data.y_names[int(np.argmin(integer))]
+        raise UsageError(
+            f"family '{family.name}' models integer targets, but target column "
+            f"'{shorten(name, 60)}' holds non-integer values"
+        )
+    if not family.discrete and integer.all():
+        say(
+            "Hint: every target value is an integer; mdn:family=discrete models them with a "
+            "probability mass (its NLL is a log-mass, not a log-density)"
+        )
+
+
 def fit_and_score(
     dataset: Dataset,
     head: Head,
@@ -339,6 +363,7 @@ def fit_and_score(
     stream: bool | None = None,
     layout: Layout | None = None,
     calibrating: Any = None,
+    trunk: Any = None,
 ) -> RunResult:
     """Train, score and (into ``run_dir``, if given) save one head: the path ``run`` and
     ``compare`` share. A diverged head leaves a ``metrics.json`` record in ``run_dir`` and
@@ -351,7 +376,14 @@ def fit_and_score(
         data, cal_rows = postfit.prepare(calibrating, data, seed)
         monitor = calibrating.monitor if calibrating is not None else "nll"
         predictor, fitted = train_head(
-            head, data, seed, verbose=verbose, stream=stream, layout=layout, monitor=monitor
+            head,
+            data,
+            seed,
+            verbose=verbose,
+            stream=stream,
+            layout=layout,
+            monitor=monitor,
+            trunk=trunk,
         )
         if fitted.status == "interrupted" and fitted.epochs == 0:
             raise KeyboardInterrupt
@@ -417,6 +449,8 @@ def evaluate_and_save(
         "streamed": fitted.streamed,
         "rows": {"train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test)},
         "test": scores,
+        # A discrete family's NLL is a log-mass: not comparable with a log-density.
+        "likelihood": "mass" if getattr(distribution, "discrete", False) else "density",
         "bayes_nll": bayes,
         "bayes_gap": None if bayes is None else scores["nll"] - bayes,
         "versions": versions(),
@@ -432,8 +466,8 @@ def save_run(
     run_dir: Path, result: RunResult, dataset: Dataset, head: Head, sampler: Sampler, seed: int
 ) -> None:
     """Write the model, config, history and pictures, then ``metrics.json`` last."""
-    from probreg import files, plots
-    from probreg.runs import HISTORY, MODEL, plugin_record
+    from probreg import plots
+    from probreg.runs import plugin_record
 
     predictor = result.predictor
     data = result.data
@@ -447,9 +481,7 @@ def save_run(
         "scaling": {"x": predictor.x_scaling.to_dict(), "y": predictor.y_scaling.to_dict()},
         "versions": result.metrics["versions"],
     }
-    rundir.write_config(run_dir, config)
-    files.write_with(run_dir / MODEL, predictor.model.save)
-    files.write_json(run_dir / HISTORY, result.history)
+    rundir.write_run_files(run_dir, config, predictor.model, result.history)
     views = [
         plots.HeadView(
             label, run.distribution, run.samples, run.history, run.predictor.distribution

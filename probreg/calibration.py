@@ -69,22 +69,100 @@ RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 class Quantiles:
-    """Each marginal quantile level computed once and reused by every score."""
+    """Marginal quantiles, each level computed once and reused by every score.
+
+    Levels are solved with :func:`solve_quantile` (a bracket grown from a normal guess, then
+    false position and bisection: about 12 CDF evaluations a level instead of the 60 halvings
+    of :meth:`Distribution.quantile`), to within about ``1e-9`` in probability; ``seed`` stores
+    levels already known.
+    """
 
     def __init__(self, distribution: Distribution) -> None:
         self.distribution = distribution
         self._cache: dict[float, np.ndarray] = {}
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
+
+    def seed(self, q: float, values: np.ndarray) -> None:
+        self._cache[round(float(q), 12)] = values
 
     def __call__(self, q: float) -> np.ndarray:
         key = round(float(q), 12)
         if key not in self._cache:
-            self._cache[key] = self.distribution.quantile(key)
+            if not 0.0 < key < 1.0:
+                raise UsageError(f"quantile level must lie strictly between 0 and 1, not {q}")
+            if getattr(self.distribution, "discrete", False):  # a step CDF: the exact one
+                self._cache[key] = self.distribution.quantile(key)
+                return self._cache[key]
+            if self._moments is None:
+                mean = self.distribution.mean()
+                std = np.sqrt(np.maximum(self.distribution.variance(), 0.0))
+                self._moments = (mean, np.where(np.isfinite(std) & (std > 0), std, 1.0))
+            self._cache[key] = solve_quantile(self.distribution, key, *self._moments)
         return self._cache[key]
 
 
+def solve_quantile(
+    distribution: Distribution,
+    q: float,
+    mean: np.ndarray,
+    std: np.ndarray,
+    tolerance: float = 1e-10,
+    max_steps: int = 200,
+) -> np.ndarray:
+    """``F^{-1}(q)`` per coordinate: start at the normal guess ``mean + std z_q``, widen a
+    bracket until ``F(a) < q <= F(b)``, then shrink it by the Illinois method (false position
+    that halves a stale end's weight), with a bisection every fourth step, until ``F(b) - F(a)``
+    is below ``tolerance`` everywhere."""
+    from scipy import special
+
+    guess = mean + std * special.ndtri(q)
+    a, b = guess - 0.5 * std, guess + 0.5 * std
+    ga, gb = distribution.cdf(a) - q, distribution.cdf(b) - q
+    for _ in range(max_steps):
+        low, high = ga >= 0, gb < 0
+        if not (low.any() or high.any()):
+            break
+        width = b - a
+        if low.any():
+            a = np.where(low, a - width, a)
+            ga = distribution.cdf(a) - q
+        if high.any():
+            b = np.where(high, b + width, b)
+            gb = distribution.cdf(b) - q
+    last = np.zeros(a.shape, np.int8)  # +1: a moved last, -1: b moved last
+    for step in range(max_steps):
+        if np.all((gb - ga <= tolerance) | (b - a <= 1e-13 * (1.0 + np.abs(a) + np.abs(b)))):
+            break
+        if step % 4 == 3:
+            c = 0.5 * (a + b)
+        else:
+            c = (a * gb - b * ga) / np.where(gb - ga > 0, gb - ga, 1.0)
+            c = np.clip(c, a + 1e-3 * (b - a), b - 1e-3 * (b - a))
+        gc = distribution.cdf(c) - q
+        left = gc < 0
+        stale_b = left & (last == 1)  # a moved twice in a row: b's value is stale
+        stale_a = ~left & (last == -1)
+        a, ga = np.where(left, c, a), np.where(left, gc, np.where(stale_a, 0.5 * ga, ga))
+        b, gb = np.where(left, b, c), np.where(left, np.where(stale_b, 0.5 * gb, gb), gc)
+        last = np.where(left, 1, -1).astype(np.int8)
+    span = gb - ga
+    t = np.clip(np.divide(-ga, span, out=np.full_like(a, 1.0), where=span > 0), 0.0, 1.0)
+    return a + t * (b - a)
+
+
 def pit(distribution: Distribution, y: np.ndarray) -> np.ndarray:
-    """The probability integral transform ``F(y)`` of every coordinate, ``(n, d)``."""
-    return distribution.cdf(np.asarray(y, np.float64))
+    """The probability integral transform ``F(y)`` of every coordinate, ``(n, d)``.
+
+    For a discrete distribution (integer targets) ``F(y)`` is not uniform even when the model is
+    calibrated, so this is the randomised PIT ``F(y - 1) + V (F(y) - F(y - 1))`` with ``V``
+    uniform (Czado, Gneiting and Held, 2009), drawn with a fixed seed: uniform when calibrated.
+    """
+    y = np.asarray(y, np.float64)
+    upper = distribution.cdf(y)
+    if not getattr(distribution, "discrete", False):
+        return upper
+    lower = distribution.cdf(y - distribution.lattice()[1])
+    return lower + np.random.default_rng(0).random(upper.shape) * (upper - lower)
 
 
 def calibration_error(pit_values: np.ndarray) -> float:
@@ -118,7 +196,7 @@ def scores(
         low, high = central_interval(quantiles, level / 100)
         out[f"sharpness_{level}"] = float(np.mean(high - low))
     low, high = central_interval(quantiles, 0.9)
-    out["interval_score_90"] = float(np.mean(sr.interval_score(y, low, high, 0.1, backend="numpy")))
+    out["interval_score_90"] = float(np.mean(interval_score(y, low, high, 0.1)))
     out["wis"] = weighted_interval_score(y, quantiles)
     out["pinball"] = float(
         np.mean(
@@ -131,6 +209,14 @@ def scores(
     return out
 
 
+def interval_score(y: np.ndarray, low: np.ndarray, high: np.ndarray, alpha: float) -> np.ndarray:
+    """scoringrules' interval score of ``[low, high]`` at ``alpha``, shaped like ``y``
+    (scoringrules drops a trailing axis of length 1)."""
+    import scoringrules as sr
+
+    return np.asarray(sr.interval_score(y, low, high, alpha, backend="numpy")).reshape(y.shape)
+
+
 def weighted_interval_score(y: np.ndarray, quantiles: Quantiles) -> float:
     """Mean WIS (Bracher et al., 2021) over :data:`WIS_ALPHAS` and the median, with the
     canonical weights ``alpha / 2`` and ``1 / 2``: about the CRPS.
@@ -139,14 +225,10 @@ def weighted_interval_score(y: np.ndarray, quantiles: Quantiles) -> float:
     ``scoringrules.weighted_interval_score`` (0.10) adds ``w_median * median`` instead of
     ``w_median * |y - median|``.
     """
-    import scoringrules as sr
-
     total = 0.5 * np.abs(y - quantiles(0.5))
     for alpha in WIS_ALPHAS:
         low, high = quantiles(alpha / 2), quantiles(1 - alpha / 2)
-        total = total + alpha / 2 * np.asarray(
-            sr.interval_score(y, low, high, alpha, backend="numpy")
-        )
+        total = total + alpha / 2 * interval_score(y, low, high, alpha)
     return float(np.mean(total / (len(WIS_ALPHAS) + 0.5)))
 
 
@@ -284,12 +366,12 @@ class Recalibrated(Distribution):
 
     Exact: ``cdf`` is ``R(F(y))``, ``quantile(q)`` is ``F^{-1}(R^{-1}(q))`` and ``log_prob``
     is ``log R'(F(y)) + log p(y)``. ``sample``, ``mean``, ``variance``, ``crps`` and ``mode``
-    use the recalibrated CDF tabulated on :attr:`GRID` points per row between the base's
+    use the recalibrated CDF tabulated on :attr:`GRID` (512) points per row between the base's
     ``1e-7`` and ``1 - 1e-7`` quantiles, with the CDF linear between them: draws come from
     exactly that distribution, and ``mean``, ``variance`` and ``crps`` are its exact values.
     """
 
-    GRID = 1024
+    GRID = 512
     TAIL = 1e-7
 
     def __init__(self, base: Distribution, pit_map: PITMap) -> None:

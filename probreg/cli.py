@@ -74,9 +74,12 @@ def _stop_on_signals() -> None:
     ignored."""
 
     def stop(signum: int, frame: Any) -> None:
+        from probreg import plugins
+
+        plugins.user_signal_received = True  # so plugin loading does not take it for a plugin's
         raise KeyboardInterrupt
 
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         number = getattr(signal, name, None)
         if number is None:
             continue
@@ -176,6 +179,8 @@ def _summary(metrics: dict[str, Any]) -> str:
         f"{metrics['train_seconds']:.1f} s | {metrics['status']}",
         f"  {'test nll':<14}{test['nll']:>10.4f}",
     ]
+    if metrics.get("likelihood") == "mass":
+        lines[-1] += "   (a log-mass: integer targets, discrete family)"
     if metrics.get("bayes_nll") is not None:
         lines[-1] += f"   (Bayes limit {metrics['bayes_nll']:.4f}, gap {metrics['bayes_gap']:.4f})"
     lines += [
@@ -183,6 +188,9 @@ def _summary(metrics: dict[str, Any]) -> str:
         f"  {'test rmse':<14}{test['rmse']:>10.4f}",
         f"  {'coverage_90':<14}{test['coverage_90']:>10.3f}",
     ]
+    for key, label in (("energy", "energy score"), ("variogram", "variogram")):
+        if key in test:
+            lines.append(f"  {label:<14}{test[key]:>10.4f}")
     from probreg.postfit import summary_lines
 
     lines += summary_lines(metrics)
@@ -405,7 +413,7 @@ def compare(
     click.echo(_ranking(result))
     if result.report_dir is not None:
         click.echo(f"  report: {result.report_dir / 'report.html'}")
-    return 130 if any(run["status"] == "interrupted" for run in result.runs) else 0
+    return 130 if result.interrupted else 0
 
 
 def _all_splits(dataset: str) -> list[int]:
@@ -561,9 +569,10 @@ def tune(
     counts, pruning = summary["trials"], summary["pruning"]
     lines = [
         f"{counts['finished']} of {trials} trials finished ({counts['complete']} complete, "
-        f"{counts['pruned']} pruned; {counts['failed']} failed) in {summary['seconds']:.0f} s; "
-        f"pruning saved about {pruning['saved_seconds']:.0f} s "
-        f"({100 * pruning['saved_fraction']:.0f}% of training)"
+        f"{counts['pruned']} pruned; {counts['failed']} failed); "
+        f"{pruning['training_seconds']:.0f} s of training, of which this run "
+        f"{summary['seconds']:.0f} s; pruning saved about "
+        f"{pruning['saved_seconds']:.0f} s ({100 * pruning['saved_fraction']:.0f}%)"
     ]
     if result.best_spec is not None:
         line = f"best validation {metric} {result.best_value:.4f}"

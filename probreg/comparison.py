@@ -15,6 +15,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import time
 from collections.abc import Sequence
 from html import escape
@@ -63,6 +64,7 @@ class ComparisonResult:
     runs: list[dict[str, Any]]
     report_dir: Path | None
     bayes_nll: float | None
+    interrupted: bool = False  # Ctrl-C or SIGTERM stopped it; the table holds what finished
 
     def best(self) -> str:
         return self.table[0]["head"]
@@ -109,7 +111,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "head"
 
 
-_slug = slug  # the older name
 
 
 def replicates(
@@ -190,7 +191,7 @@ def compare(
             "layout": layout,
             "calibrating": calibrating,
         }
-        runs, views = _train_all(
+        runs, views, interrupted = _train_all(
             reps, first, labels, head_objects, sampler_, staging, say, **options
         )
         runs, views, labels = postfit.expand(runs, views, labels)  # + recalibrated heads
@@ -202,7 +203,7 @@ def compare(
         table = rank(_aggregate([label for label in labels if _ran(label, done)], done))
         bayes = [run["bayes_nll"] for run in done if run["bayes_nll"] is not None]
         bayes_nll = float(np.mean(bayes)) if bayes else None
-        comparison = ComparisonResult(table, runs, None, bayes_nll)
+        comparison = ComparisonResult(table, runs, None, bayes_nll, interrupted)
         if staging is not None:
             from probreg import report
 
@@ -239,8 +240,12 @@ def _train_all(
     staging: Path | None,
     say: Echo,
     **options: Any,
-) -> tuple[list[dict[str, Any]], list[tuple[str, RunResult]]]:
-    """Fit and score every head on every replicate; one row per run (diverged ones too)."""
+) -> tuple[list[dict[str, Any]], list[tuple[str, RunResult]], bool]:
+    """Fit and score every head on every replicate; one row per run (diverged ones too).
+
+    A Ctrl-C or SIGTERM ends it early with what has finished (and ``True``): the run it
+    stopped is kept if it got past its first epoch, and dropped if not.
+    """
     total = len(reps) * len(heads)
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -266,6 +271,13 @@ def _train_all(
                 result = fit_and_score(
                     rep.dataset, head, sampler, data, rep.seed, run_dir, **options
                 )
+            except KeyboardInterrupt:  # stopped before its first epoch ended: no model
+                if not runs:
+                    raise
+                if run_dir is not None:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                say(f"Interrupted: reporting the {len(runs)} run(s) finished so far")
+                return runs, views, True
             except TrainingError as error:
                 say(f"{label} ({rep.name}) diverged: {error}")
                 if run_dir is not None:
@@ -281,9 +293,9 @@ def _train_all(
             if result.status == "interrupted":  # Ctrl-C: keep this run, report what is done
                 say(f"Interrupted: reporting the {len(runs)} run(s) finished so far")
                 say(f"Trained {len(runs)} of {total} models in {_clock(start)}")
-                return runs, views
+                return runs, views, True
     say(f"Trained {len(runs)} of {total} models in {_clock(start)}")
-    return runs, views
+    return runs, views, False
 
 
 def _diverged_row(
@@ -411,6 +423,7 @@ def _run_row(
         "seed": rep.seed,
         "replicate": rep.name,
         "test": metrics["test"],
+        "likelihood": metrics.get("likelihood", "density"),
         "bayes_nll": metrics["bayes_nll"],
         "bayes_gap": metrics["bayes_gap"],
         "train_seconds": metrics["train_seconds"],
@@ -430,6 +443,7 @@ def _aggregate(labels: Sequence[str], runs: list[dict[str, Any]]) -> list[dict[s
     for label in labels:
         mine = [run for run in runs if run["head"] == label]
         row: dict[str, Any] = {"head": label, "spec": mine[0]["spec"], "replicates": len(mine)}
+        row["likelihood"] = mine[0].get("likelihood", "density")
         for key in METRICS:
             row[key], row[f"{key}_se"] = mean_and_se([run["test"][key] for run in mine])
         for key in MULTIVARIATE:  # only for two or more outputs

@@ -162,7 +162,7 @@ class Regressor(RegressorMixin, BaseEstimator):
         self.history_ = fitted.history
         self.fit_result_ = fitted
         self.n_epochs_ = fitted.epochs
-        self._data = data
+        self._validation = (data.x_val, data.y_val, len(data.x_train))  # for save()
         return self
 
     # -- predictions --------------------------------------------------------------------------
@@ -230,11 +230,17 @@ class Regressor(RegressorMixin, BaseEstimator):
 
     def save(self, path: str | os.PathLike, force: bool = False) -> Path:
         """Write a run folder that :func:`probreg.load_run` (and ``probreg predict``) reads."""
-        from probreg import api, files, rundir
-        from probreg.runs import HISTORY, MODEL, plugin_record
+        from probreg import api, rundir
+        from probreg.runs import plugin_record
 
         check_is_fitted(self)
-        predictor, data, fitted = self.predictor_, self._data, self.fit_result_
+        if not hasattr(self, "fit_result_"):
+            raise EstimatorError(
+                "this Regressor was loaded from a run folder; copy that folder instead of saving "
+                "it again"
+            )
+        predictor, fitted = self.predictor_, self.fit_result_
+        x_val, y_val, train_rows = self._validation
         versions = api.versions()
         config = {
             "dataset": {"spec": "python", "package": "probreg", "version": versions["probreg"]},
@@ -253,7 +259,7 @@ class Regressor(RegressorMixin, BaseEstimator):
             },
             "versions": versions,
         }
-        nll = -float(np.mean(predictor.distribution(data.x_val).log_prob(data.y_val)))
+        nll = -float(np.mean(predictor.distribution(x_val).log_prob(y_val)))
         metrics = {
             "dataset": "python",
             "head": self.head_.spec,
@@ -264,18 +270,15 @@ class Regressor(RegressorMixin, BaseEstimator):
             "best_epoch": fitted.best_epoch,
             "train_seconds": round(fitted.seconds, 3),
             "parameters": int(predictor.model.count_params()),
-            "rows": {"train": len(data.x_train), "val": len(data.x_val), "test": 0},
+            "rows": {"train": train_rows, "val": len(x_val), "test": 0},
             "validation": {"nll": nll},
             "test": None,
             "versions": versions,
         }
         with rundir.claim(path, force=force, kind="run") as claim:
-            folder = claim.staging
-            rundir.write_config(folder, config)
-            files.write_with(folder / MODEL, predictor.model.save)
-            files.write_json(folder / HISTORY, self.history_)
-            rundir.write_metrics(folder, metrics)
-        return claim.path
+            rundir.write_run_files(claim.staging, config, predictor.model, self.history_)
+            rundir.write_metrics(claim.staging, metrics)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Regressor:
@@ -391,7 +394,8 @@ def _levels(q: float | Sequence[float]) -> list[float]:
 
 
 def _trunk_factory(trunk: Any, input_shape: tuple[int, ...]) -> Callable[[], Any] | None:
-    """A zero-argument function that returns a fresh trunk (new weights) at every call.
+    """A zero-argument function that returns a fresh trunk (new weights) at every call, so the
+    layer a user passes in is never trained itself (:func:`probreg.heads.resolve_trunk`).
 
     Inputs reach the model flattened; for inputs with more than one axis per row the trunk
     starts with a ``Reshape`` back to ``input_shape`` (a Keras built-in, safe to reload).
@@ -400,28 +404,20 @@ def _trunk_factory(trunk: Any, input_shape: tuple[int, ...]) -> Callable[[], Any
         return None
     import keras
 
-    if isinstance(trunk, keras.Model):
-        fresh = lambda: keras.models.clone_model(trunk)  # noqa: E731
-    elif isinstance(trunk, keras.layers.Layer):
-        fresh = lambda: type(trunk).from_config(trunk.get_config())  # noqa: E731
-    elif callable(trunk):
-        fresh = trunk
-    else:
+    from probreg.heads import resolve_trunk
+
+    if not callable(trunk):  # Keras layers and models are callable too
         raise EstimatorError(
             f"trunk must be a Keras layer or model, or a function that returns one; got {trunk!r}"
         )
-    if len(input_shape) == 1:
-        return fresh
 
-    def shaped():
-        made = fresh()
-        if not isinstance(made, keras.layers.Layer):
-            raise EstimatorError(
-                f"the trunk function returned {type(made).__name__}, not a Keras layer"
-            )
+    def fresh():
+        made = resolve_trunk(trunk, copy=True)
+        if len(input_shape) == 1:
+            return made
         return keras.Sequential([keras.layers.Reshape(input_shape), made], name="trunk")
 
-    return shaped
+    return fresh
 
 
 __all__ = ["EstimatorError", "Regressor"]

@@ -102,9 +102,17 @@ def export_run(
         try:
             served.export(str(staging / file_name), format=keras_format, verbose=False)
         except ImportError as error:
-            raise UsageError(
-                f"exporting to {format} needs a package that is not installed ({error}); "
+            import keras
+
+            hint = (
                 "pip install 'probreg[export]'"
+                if keras.backend.backend() == "tensorflow"
+                else "or export with KERAS_BACKEND=tensorflow (the run folder is the same)"
+            )
+            reason = " ".join(str(error).split())
+            raise UsageError(
+                f"exporting to {format} on the {keras.backend.backend()} backend needs a "
+                f"package that is not installed ({reason}); {hint}"
             ) from None
         head = run.predictor.head
         metadata = {

@@ -1,6 +1,7 @@
-"""Atomic file writes (temp file + rename) and output-directory checks.
+"""Atomic file writes (temp file + rename), what a path is, and where output files go.
 
 A crash or Ctrl-C while writing leaves either the old file or the new one, never half of one.
+Output folders are claimed and swapped in by :mod:`probreg.rundir`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import dataclasses
 import errno
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from probreg.errors import UsageError
-
-#: Files whose presence marks a directory as probreg output that ``--force`` may replace.
-MARKERS = ("config.json", "metrics.json", "report.html")
 
 
 @contextlib.contextmanager
@@ -33,7 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -43,10 +40,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: setting the umask to read it is not thread-safe, and TensorFlow's
+# threads may be creating files later on.
+_UMASK = _read_umask()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -64,41 +66,6 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Let ``writer(tmp_path)`` produce the file, then move it into place atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
-
-
-def prepare_output_dir(path: str | os.PathLike, force: bool) -> Path:
-    """Create an empty output directory, or refuse with a one-line reason.
-
-    An existing directory is replaced only with ``force`` and only if it is empty or holds
-    probreg output (one of :data:`MARKERS`), so ``--force`` cannot wipe an unrelated folder.
-    """
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"output path '{path}' exists and is not a directory")
-        contents = list(path.iterdir())
-        if contents and not force:
-            raise UsageError(f"output directory '{path}' already exists; use --force to replace it")
-        if contents and not any((path / m).exists() for m in MARKERS):
-            raise UsageError(
-                f"output directory '{path}' is not empty and holds no probreg output; "
-                "refusing to replace it, choose another --output"
-            )
-        for item in contents:
-            if item.is_dir() and not item.is_symlink():
-                shutil.rmtree(item)
-            else:
-                item.unlink()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".probreg-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UsageError(
-            f"cannot write to output directory '{path}': {error.strerror or error}"
-        ) from None
-    return path
 
 
 #: What :func:`kind_of` calls the things a path can be.

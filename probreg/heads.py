@@ -151,6 +151,8 @@ def family_head_params(
     """A family head's parameters: ``family`` (default ``choice``; left out when ``None``, for
     heads with a fixed family), the family's, then the head's own."""
     clash = {p.name for p in own} & {p.name for p in family_cls.params}
+    if choice is not None and any(p.name == "family" for p in family_cls.params):
+        clash.add("family")
     if clash:
         from probreg.errors import PluginError
 
@@ -207,6 +209,15 @@ class FamilyHead(Head):
     def before_fit(self, model, y_scaling) -> None:
         self.family.before_fit(model, y_scaling.mean, y_scaling.scale)
 
+    def after_fit(self, model, x_val: np.ndarray, y_val: np.ndarray) -> None:
+        self.family.after_fit(self, model, x_val, y_val)
+
+    def member_layer_names(self) -> list[str]:
+        """The names of the family layers, one per ensemble member."""
+        if self.members == 1:
+            return [self.layer_name]
+        return [f"{self.layer_name}_{m}" for m in range(self.members)]
+
     @property
     def members(self) -> int:
         return int(self.options.get("members", 1))
@@ -232,11 +243,10 @@ class FamilyHead(Head):
         inputs = keras.Input(shape, name="x")
         outputs = []
         self.family.check_output_dim(output_dim)
-        for m in range(self.members):
+        for m, layer_name in enumerate(self.member_layer_names()):
             suffix = "" if self.members == 1 else f"_{m}"
             features = self.features(inputs, trunk, name=f"trunk{suffix}", copy=m > 0)
-            layer = self.family.layer(output_dim, name=f"{self.layer_name}{suffix}")
-            outputs.append(layer(features))
+            outputs.append(self.family.layer(output_dim, name=layer_name)(features))
         if len(outputs) > 1:
             outputs = [keras.layers.Concatenate(name="members")(outputs)]
         return keras.Model(inputs, outputs[0], name=self.name)

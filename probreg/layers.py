@@ -1,8 +1,10 @@
 """Keras layers: the built-in families' layers and the dense trunk.
 
-Each family's layer lives in its family file (:mod:`probreg.families`); this module registers
-the built-in ones with Keras on import, so saved models load in safe mode, and keeps the names
-earlier versions exported (``MixtureDensity``, ``FixedScaleGaussian``, ``packed_size``...).
+Each family's layer lives in its family file (:mod:`probreg.families`), and is registered with
+Keras when a head prepares to load a model (:meth:`probreg.heads.Head.prepare_load`). This
+module keeps the names earlier versions exported (``MixtureDensity``, ``FixedScaleGaussian``,
+``packed_size``...) and registers those layers on import, for code that loads a ``.keras``
+file with Keras alone after ``import probreg.layers``.
 """
 
 from __future__ import annotations

@@ -72,7 +72,6 @@ class GaussianMixtureNLL(FamilyNLL):
         name: str = "gaussian_mixture_nll",
         **kwargs,
     ):
-        kwargs.pop("family", None)
         super().__init__(
             f"gaussian_mixture:components={int(components)}", output_dim, members, name, **kwargs
         )

@@ -61,8 +61,10 @@ def evaluate(distribution: Distribution, y: np.ndarray) -> dict[str, float]:
     Raises :class:`TrainingError` instead of returning a non-finite score.
     """
     y = np.asarray(y, np.float64)
+    low, high = distribution.quantile(0.05), distribution.quantile(0.95)
     quantiles = calibration.Quantiles(distribution)  # each level once, shared by the scores
-    low, high = quantiles(0.05), quantiles(0.95)
+    quantiles.seed(0.05, low)
+    quantiles.seed(0.95, high)
     scores = {
         "nll": float(-np.mean(distribution.log_prob(y))),
         "crps": float(np.mean(distribution.crps(y))),
@@ -93,8 +95,8 @@ def multivariate_scores(
     energy, variogram = [], []
     for start in range(0, len(y), 256):  # (rows, draws, d) in chunks: bounded memory
         part, obs = ensemble[start : start + 256], y[start : start + 256]
-        energy.append(np.asarray(sr.energy_score(obs, part, backend="numpy")))
-        variogram.append(np.asarray(sr.variogram_score(obs, part, backend="numpy")))
+        energy.append(np.asarray(sr.es_ensemble(obs, part, backend="numpy")))
+        variogram.append(np.asarray(sr.vs_ensemble(obs, part, backend="numpy")))
     return {
         "energy": float(np.mean(np.concatenate(energy))),
         "variogram": float(np.mean(np.concatenate(variogram))),

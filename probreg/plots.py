@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from probreg import files
+from probreg import calibration, files
 from probreg.distributions import Distribution
 
 TRUTH_COLOUR = "#1f77b4"
@@ -218,7 +218,7 @@ def calibration_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
     """PIT histograms: flat means calibrated, U-shaped overconfident, humped underconfident."""
     figure, axes = _panels(len(views), width=3.4, height=3.0)
     for ax, view in zip(axes, views, strict=True):
-        values = view.distribution.cdf(y).ravel()
+        values = calibration.pit(view.distribution, y).ravel()  # randomised if discrete
         ax.hist(values, bins=20, range=(0, 1), density=True, color=SAMPLE_COLOUR, alpha=0.8)
         ax.axhline(1.0, color="black", lw=1, ls="--")
         ax.set_title(f"{view.label}: PIT")

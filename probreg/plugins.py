@@ -70,7 +70,7 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One registered dataset, head or sampler."""
+    """One registered plugin: a dataset, head, sampler or family."""
 
     kind: str
     name: str
@@ -85,6 +85,16 @@ _sources: dict[str, Source] = {}  # plugin name in pm -> where it came from
 _broken: dict[str, str] = {}  # distribution or plugin name -> one-line reason
 _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
+
+
+#: Set by ``probreg.cli``'s signal handlers when the user's Ctrl-C, SIGTERM or SIGHUP arrives:
+#: a KeyboardInterrupt then is the user's stop, not a plugin's misbehaviour.
+user_signal_received = False
+
+
+def _reraise_user_signal(error: BaseException) -> None:
+    if isinstance(error, KeyboardInterrupt) and user_signal_received:
+        raise error
 
 
 def _warn(source: str, error: BaseException | str) -> None:
@@ -167,6 +177,7 @@ def load_plugins() -> None:
             )
         except BaseException as error:
             # plugin's import may take probreg down or turn a command into a silent success
+            _reraise_user_signal(error)
             _warn(dist_name, error)
     for missing in sorted((allowed or set()) - seen):
         _warn(missing, f"{ALLOW_LIST_ENV} names it, but no such plugin package is installed")
@@ -203,6 +214,7 @@ def _build_registry() -> dict[str, dict[str, Entry]]:
             try:
                 found = _collect(impl, kind, base)
             except BaseException as error:
+                _reraise_user_signal(error)
                 _warn(_sources.get(impl.plugin_name, Source(impl.plugin_name, "")).name, error)
                 continue
             for entry in found:
@@ -277,7 +289,6 @@ def create(kind: str, spec: Any, **overrides: Any) -> Any:
 
     ``overrides`` set options on top of the spec (the CLI's ``--epochs`` does this).
     """
-    entries = registry()[kind]
     if not isinstance(spec, str):
         base = _BASES[kind]
         if isinstance(spec, getattr(importlib.import_module(base[0]), base[1])):
@@ -286,8 +297,7 @@ def create(kind: str, spec: Any, **overrides: Any) -> Any:
             return spec
         raise UsageError(f"a {kind} must be a spec string or a plugin instance, not {spec!r}")
     name, options = parse_spec(spec, kind)
-    entry = get(kind, name) if name not in entries else entries[name]
-    return entry.cls(**{**options, **overrides})
+    return get(kind, name).cls(**{**options, **overrides})
 
 
 def source_of(instance: Any) -> Source:

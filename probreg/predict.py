@@ -85,8 +85,8 @@ def predict(
             f"the model gives NaN or infinite outputs for input row {bad[0] + 1} of "
             f"'{input_path}'; its values lie too far outside the training data"
         )
-    distribution = run.predictor.distribution_of(outputs)
-    distribution = calibration.recalibrate(distribution, postfit.load_map(run.path))
+    model_distribution = run.predictor.distribution_of(outputs)
+    distribution = calibration.recalibrate(model_distribution, postfit.load_map(run.path))
     y_names = run.y_names
     columns: list[tuple[str, np.ndarray]] = [(name, x[:, j]) for j, name in enumerate(run.x_names)]
     if mean:
@@ -95,7 +95,7 @@ def predict(
         values = distribution.quantile(q)
         columns += [(f"{y}_q{q:g}", values[:, j]) for j, y in enumerate(y_names)]
     if intervals:
-        columns += postfit.interval_columns(run, distribution, intervals, y_names)
+        columns += postfit.interval_columns(run, model_distribution, intervals, y_names)
     if samples:
         draws = run.sampler.sample(distribution, np.random.default_rng(seed), samples)
         columns += [
@@ -104,9 +104,10 @@ def predict(
             for j, y in enumerate(y_names)
         ]
     if params:
-        axes = distribution.param_axes()
+        axes, taken = distribution.param_axes(), {name for name, _ in columns}
         for name, values in distribution.params().items():
-            columns += param_columns(name, np.asarray(values), axes.get(name), y_names)
+            made = param_columns(name, np.asarray(values), axes.get(name), y_names)
+            columns += [column for column in made if column[0] not in taken]  # --mean's y_mean
     header = [name for name, _ in columns]
     table = np.stack([values for _, values in columns], axis=1)
     files.write_output(output, csvfiles.format_table(header, table))

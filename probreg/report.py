@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from probreg import files, plots, rundir
+from probreg import calibration, files, plots, rundir
 from probreg.metrics import COLUMNS, MULTIVARIATE, SCORE_NOTES
 
 
@@ -71,7 +71,7 @@ def _png_data_uri(path: Path) -> str:
 
 def _pit_thumbnail(view: plots.HeadView, y) -> str:
     """A small PIT histogram as an inline PNG for the ranking table."""
-    figure = plots.pit_thumbnail(view.distribution.cdf(y).ravel())
+    figure = plots.pit_thumbnail(calibration.pit(view.distribution, y).ravel())
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     plots.plt.close(figure)
@@ -164,7 +164,10 @@ def _score_notes(result: Ranking) -> list[str]:
 def _table_cells(row: dict[str, Any], columns=COLUMNS) -> list[tuple[str, str, bool]]:
     cells = []
     for key, _, _ in columns:
-        cells.append((key, _format(key, row.get(key), row.get(f"{key}_se")), key in row["best"]))
+        text = _format(key, row.get(key), row.get(f"{key}_se"))
+        if key == "nll" and row.get("likelihood") == "mass":
+            text += " (log-mass)"  # integer targets under a discrete family
+        cells.append((key, text, key in row["best"]))
     return cells
 
 

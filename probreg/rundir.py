@@ -47,7 +47,7 @@ CONFIG = "config.json"
 MODEL = "model.keras"
 METRICS = "metrics.json"
 HISTORY = "history.json"
-KINDS = ("run", "compare", "tune")
+FOLDER_KINDS = ("run", "compare", "tune")
 #: Marker states: being written; finished (possibly interrupted, with a model); diverged (a
 #: record of the failure, no model).
 STATES = ("building", "complete", "diverged")
@@ -83,7 +83,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     if (
         not isinstance(marker, dict)
         or not isinstance(marker.get("run_id"), str)
-        or marker.get("kind") not in KINDS
+        or marker.get("kind") not in FOLDER_KINDS
         or marker.get("state") not in STATES
     ):
         raise UsageError(f"'{path}' is corrupt: not a probreg marker")
@@ -106,6 +106,14 @@ def finish_folder(folder: Path, state: str = "complete") -> None:
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
     files.write_json(Path(folder) / CONFIG, config)
+
+
+def write_run_files(folder: Path, config: dict[str, Any], model: Any, history: dict) -> None:
+    """A trained run's ``config.json``, ``model.keras`` and ``history.json`` (each atomic);
+    :func:`write_metrics` comes last, once the pictures are drawn."""
+    write_config(folder, config)
+    files.write_with(Path(folder) / MODEL, model.save)
+    files.write_json(Path(folder) / HISTORY, history)
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
@@ -142,10 +150,8 @@ def check_complete(path: Path) -> dict[str, Any] | None:
         )
     marker = read_marker(path)
     if marker is not None and marker["kind"] != "run":
-        raise UsageError(
-            f"'{path}' is a probreg {marker['kind']} folder, not a run; its runs are in "
-            f"'{path / 'runs'}'"
-        )
+        where = f"; its runs are in '{path / 'runs'}'" if (path / "runs").is_dir() else ""
+        raise UsageError(f"'{path}' is a probreg {marker['kind']} folder, not a run{where}")
     if marker is None and not (path / CONFIG).is_file():
         raise UsageError(f"'{path}' is not a probreg run directory: it has no {CONFIG}")
     if marker is not None and marker["state"] == "building":
@@ -220,11 +226,19 @@ class Claim:
     kind: str
     run_id: str
     replaces: bool  # something (a probreg folder, or an empty one) is there now
+    force: bool = False
     committed: bool = False
 
     def commit(self, state: str = "complete") -> Path:
-        """Mark the staging folder finished and swap it in; the old folder goes only after."""
-        check_target(self.path, force=True, shown=self.path)  # still ours to replace?
+        """Mark the staging folder finished and swap it in; the old folder goes only after.
+
+        If a folder that may not be replaced appeared at the path meanwhile, the finished
+        folder is kept where it was built and the refusal names it."""
+        try:
+            check_target(self.path, force=self.force, shown=self.path)
+        except UsageError as error:
+            self.committed = True  # keep the staging folder: it holds the finished work
+            raise UsageError(f"{error}; the finished output was kept in '{self.staging}'") from None
         write_marker(self.staging, self.kind, state, self.run_id)
         swap_in(self.staging, self.path)
         self.committed = True
@@ -251,7 +265,10 @@ def check_target(path: Path, force: bool, shown: Any = None) -> bool:
     try:
         marker = read_marker(path)
     except UsageError:
-        marker = None
+        raise UsageError(
+            f"output directory '{shown}' has a corrupt {MARKER}; refusing to replace it, "
+            "choose another --output"
+        ) from None
     if marker is None:
         raise UsageError(
             f"output directory '{shown}' already exists and was not made by probreg (it has "
@@ -289,7 +306,7 @@ def claim(path: str | os.PathLike, *, force: bool = False, kind: str = "run") ->
             raise UsageError(
                 f"cannot write to output directory '{shown}': {error.strerror or error}"
             ) from None
-        claimed = Claim(target, staging, kind, run_id, replaces)
+        claimed = Claim(target, staging, kind, run_id, replaces, force)
         try:
             yield claimed
             if not claimed.committed:
@@ -307,17 +324,27 @@ def claim(path: str | os.PathLike, *, force: bool = False, kind: str = "run") ->
 
 
 def swap_in(staging: Path, path: Path) -> None:
-    """Put ``staging`` at ``path`` atomically; an old folder there is deleted afterwards."""
+    """Put ``staging`` at ``path`` atomically; an old folder there is deleted afterwards.
+
+    Where the kernel cannot exchange two folders (not Linux, some network file systems) it
+    takes two renames; a failed second rename puts the old folder back, and a kill between
+    the two leaves it beside the path as ``.NAME.probreg-old-*``, which the next claim
+    restores (see :func:`_remove_stale`).
+    """
     if not os.path.lexists(path):
         os.rename(staging, path)
         return
     if _exchange(staging, path):
-        shutil.rmtree(staging)  # the old folder now lives here
+        shutil.rmtree(staging, ignore_errors=True)  # the old folder now lives here
         return
     old = path.parent / f".{path.name}.probreg-old-{uuid.uuid4().hex[:12]}"
-    os.rename(path, old)  # not atomic: a kill right here leaves the old folder beside
-    os.rename(staging, path)
-    shutil.rmtree(old)
+    os.rename(path, old)
+    try:
+        os.rename(staging, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -326,8 +353,13 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
-    renameat2.argtypes.append(ctypes.c_uint)
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     at_fdcwd, rename_exchange = -100, 2
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
@@ -396,8 +428,15 @@ def _unlock(fd: int, target: Path) -> None:
 
 
 def _remove_stale(target: Path) -> None:
-    """Remove staging and old folders that killed processes left beside ``target``."""
-    for pattern in ("probreg-staging-*", "probreg-old-*"):
-        for item in glob.glob(glob.escape(str(target.parent / f".{target.name}.")) + pattern):
-            if os.path.isdir(item) and not os.path.islink(item):
+    """Tidy what killed processes left beside ``target``: staging folders go; an old folder
+    that a kill caught between the two renames of :func:`swap_in` goes back to ``target`` if
+    nothing is there, else it goes too."""
+    prefix = glob.escape(str(target.parent / f".{target.name}."))
+    for pattern in ("probreg-old-*", "probreg-staging-*"):
+        for item in sorted(glob.glob(prefix + pattern)):
+            if not os.path.isdir(item) or os.path.islink(item):
+                continue
+            if pattern == "probreg-old-*" and not os.path.lexists(target):
+                os.rename(item, target)
+            else:
                 shutil.rmtree(item, ignore_errors=True)

@@ -103,7 +103,7 @@ class ProbregRegressor(BaseProbaRegressor):
     @classmethod
     def get_test_params(cls, parameter_set: str = "default") -> list[dict[str, Any]]:
         """Tiny, fast configurations for skpro's estimator checks."""
-        tiny = {"epochs": 2, "batch_size": 32, "random_state": 0, "jit_compile": False}
+        tiny = {"epochs": 1, "batch_size": 32, "random_state": 0, "jit_compile": False}
         return [
             {"head": "mdn:components=2,hidden=8", **tiny},
             {"head": "mdn:components=2,hidden=8,family=student_t", **tiny},

@@ -38,30 +38,31 @@ def check_params(kind: str, spec: str) -> list[str]:
     """Declared parameters: documented, defaults valid, specs round-trip, bad values refused."""
     instance = plugins.create(kind, spec)
     cls = type(instance)
+    name, given = parse_spec(spec, kind)
+    params = instance.params  # a family head's follow its chosen family
     done = []
     _require(cls.summary(), f"{kind} '{cls.name}' needs a docstring: its first line is the summary")
-    for param in cls.params:
+    for param in params:
         _require(param.help, f"parameter '{param.name}' of {kind} '{cls.name}' has no help text")
         if param.default is not None:
             again = param.parse(param.format(param.default), cls.name)
             _require(again == param.default, f"default of '{param.name}' does not round-trip")
         if param.type in ("int", "float") and param.minimum is not None:
             try:
-                plugins.create(kind, f"{cls.name}:{param.name}={param.minimum - 1:g}")
+                cls(**{**given, param.name: f"{param.minimum - 1:g}"})
             except UsageError:
                 pass
             else:
                 raise ContractError(f"'{param.name}' below its minimum was accepted")
     try:
-        plugins.create(kind, f"{cls.name}:no_such_parameter=1")
+        cls(**given, no_such_parameter="1")
     except UsageError:
         pass
     else:
         raise ContractError(f"{kind} '{cls.name}' accepted an unknown parameter")
-    name, _ = parse_spec(instance.spec)
-    rebuilt = plugins.create(kind, format_spec(name, cls.params, instance.options))
+    rebuilt = plugins.create(kind, format_spec(name, params, instance.options))
     _require(rebuilt.options == instance.options, "spec -> options -> spec does not round-trip")
-    done.append(f"{len(cls.params)} parameters declared, validated and round-tripped")
+    done.append(f"{len(params)} parameters declared, validated and round-tripped")
     return done
 
 
@@ -368,11 +369,22 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
         )
         far = keras.ops.convert_to_numpy(family.log_prob(flat, np.full_like(y, 1e6, "float32"), d))
         _require(np.all(np.isfinite(far)), "log_prob is not finite for a target 1e6 away")
+        inputs = keras.Input((8,))
+        model = keras.Model(inputs, family.layer(d)(inputs))
+        value, gradients = _loss_and_gradients(model, loss, features.reshape(15, 8), y)
+        _require(
+            np.isfinite(value) and all(np.all(np.isfinite(g)) for g in gradients),
+            "the loss or its gradients are not finite",
+        )
         done += [f"d={d}: {line}" for line in check_distribution(distribution, rng)]
     _require(
         _raises(lambda: family.layer(0)), "the layer must refuse output_dim=0 with a ValueError"
     )
-    ensemble = family.ensemble_distribution(np.concatenate([flat, flat[::-1]], axis=1), d, 2)
+    # A two-member ensemble of the last dimension's rows: the rows, and the rows reversed.
+    last_dim, last_rows = dims[-1], flat
+    ensemble = family.ensemble_distribution(
+        np.concatenate([last_rows, last_rows[::-1]], axis=1), last_dim, 2
+    )
     done += [f"ensemble: {line}" for line in check_distribution(ensemble, rng, draws=10_000)]
     return done
 

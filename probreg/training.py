@@ -226,7 +226,10 @@ def fit(
         steps_per_execution=config.steps_per_execution,
     )
     early = keras.callbacks.EarlyStopping(
-        monitor=key, patience=config.patience, restore_best_weights=True
+        monitor=key,
+        patience=config.patience,
+        restore_best_weights=True,
+        **({} if scorer is None else {"mode": "min"}),
     )
     guard = _StopOnNonFinite()
     callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, early]

@@ -420,9 +420,9 @@ def _advisory_lock(engine: Any) -> Callable[[str], contextlib.AbstractContextMan
 
 
 def default_study_name(dataset: str, head: str, metric: str) -> str:
-    from probreg.comparison import _slug
+    from probreg.comparison import slug
 
-    name = f"{_slug(dataset)}-{_slug(head)}-{metric}"
+    name = f"{slug(dataset)}-{slug(head)}-{metric}"
     if len(name) > 80:
         name = f"{name[:70]}-{zlib.crc32(name.encode()):08x}"
     return name
@@ -529,6 +529,8 @@ class _Search:
         self.space = build_space(config.head, config.space, config.epochs)
         self.replicates = replicates(self.dataset, config.seeds, config.splits)
         self._data: dict[int, Any] = {}
+        #: Called before each trial is claimed (to notice dead worker processes).
+        self.watch: Callable[[], None] | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         epochs = self.space.fixed.get("epochs", self.head.options.get("epochs"))
         self.study = optuna.create_study(
@@ -561,12 +563,19 @@ class _Search:
             self.study.set_user_attr("probreg", mine)
             return
         for key, value in mine.items():
-            if stored.get(key) != value:
-                raise UsageError(
-                    f"study '{self.config.study}' in {self.storage.shown} searches another "
-                    f"problem: its {key} is {stored.get(key)!r}, not {value!r}; use the same "
-                    "options, another --study, or --force to start afresh"
-                )
+            theirs = stored.get(key)
+            if _normal(key, theirs) == _normal(key, value):
+                continue
+            if key == "space" and isinstance(theirs, str):
+                old, new = set(theirs.split(",")), set(value.split(","))
+                what = f"{','.join(sorted(old - new))}, not {','.join(sorted(new - old))}"
+            else:
+                what = f"{theirs!r}, not {value!r}"
+            raise UsageError(
+                f"study '{self.config.study}' in {self.storage.shown} searches another "
+                f"problem: its {key} is {what}; use the same options, another --study, or "
+                "--force to start afresh"
+            )
 
     # -- one trial -------------------------------------------------------------------------
     def head_for(self, params: Mapping[str, Any]):
@@ -671,6 +680,9 @@ class _Search:
             with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize"
                 warnings.simplefilter("ignore", UserWarning)
                 trial = self.study.ask()
+            # A heartbeat at once: a trial without one is never found stale if we die now.
+            if hasattr(self.storage.optuna, "record_heartbeat"):
+                self.storage.optuna.record_heartbeat(trial._trial_id)
             trial.set_user_attr("worker", self.worker)
             return trial
 
@@ -692,6 +704,8 @@ class _Search:
 
         waiting = False
         while deadline is None or time.monotonic() < deadline:
+            if self.watch is not None:
+                self.watch()
             trial = self.claim()
             if trial is None:
                 counts = self.counts()
@@ -719,6 +733,10 @@ class _Search:
             except (TrainingError, ProbregError) as error:
                 state, note = TrialState.FAIL, f"failed: {error}"
                 trial.set_user_attr("error", str(error))
+            except Exception as error:  # one bad configuration does not end the search
+                message = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+                state, note = TrialState.FAIL, f"failed: {message}"
+                trial.set_user_attr("error", message)
             except BaseException:
                 self._finish(trial, TrialState.FAIL, None, time.perf_counter() - start)
                 raise
@@ -753,6 +771,16 @@ class _Search:
             self.study.tell(trial, value)
         else:
             self.study.tell(trial, state=state)
+
+
+def _normal(key: str, value: Any) -> Any:
+    """A study's problem description, independent of the order parameters are declared in."""
+    if key in ("dataset", "head") and isinstance(value, str):
+        name, options = parse_spec(value, key)
+        return name, sorted((k, v.strip()) for k, v in options.items())
+    if key == "space" and isinstance(value, str):
+        return sorted(value.split(","))
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -947,14 +975,15 @@ def tune(
         + (f" (resuming: {before['finished']} trials finished)" if before["finished"] else "")
     )
     start = time.monotonic()
-    children = _start_workers(config, workers - 1, quiet)
+    children = _Workers(search, _start_workers(config, workers - 1, quiet), say)
+    search.watch = children.check
     deadline = None if timeout is None else time.monotonic() + timeout
     interrupted = False
     try:
         search.run(deadline, _Progress(say, trials, "" if workers == 1 else "[worker 1] "))
     except KeyboardInterrupt:
         interrupted = True
-    interrupted = _wait_for_workers(search, children, interrupted, say) or interrupted
+    interrupted = children.wait(interrupted) or interrupted
     seconds = time.monotonic() - start
     summary = summarize(search, seconds, command or _command(config, workers))
     summary["storage"] = shown
@@ -993,44 +1022,55 @@ def _start_workers(config: TuneConfig, count: int, quiet: bool) -> list[subproce
     return children
 
 
-def _wait_for_workers(
-    search: _Search, children: list[subprocess.Popen], interrupted: bool, say: Echo
-) -> bool:
-    """Wait for the worker processes (passing on a Ctrl-C); fail the trials of any that died."""
-    from optuna.trial import TrialState
+class _Workers:
+    """The worker processes started by ``workers``: watch them, and fail the trials of any
+    that dies (at once, not when its heartbeat goes stale)."""
 
-    any_interrupted = False
-    for child in children:
-        while True:
-            try:
-                if interrupted and child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-                code = child.wait()
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-        if code in (130, -signal.SIGINT):
-            any_interrupted = True
-        elif code != 0:
-            label = f"{socket.gethostname()}:{child.pid}"
-            lost = [
-                t
-                for t in search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if t.user_attrs.get("worker") == label
-            ]
-            for trial in lost:
-                with contextlib.suppress(Exception):
-                    search.storage.optuna.set_trial_state_values(
-                        trial._trial_id, state=TrialState.FAIL
-                    )
-                    search.storage.optuna.set_trial_user_attr(
-                        trial._trial_id, "error", f"worker {label} exited with code {code}"
-                    )
-            say(
-                f"A worker process ({label}) exited with code {code}; "
-                f"{len(lost)} of its trials marked failed"
-            )
-    return any_interrupted
+    def __init__(self, search: _Search, children: list[subprocess.Popen], say: Echo) -> None:
+        self.search, self.children, self.say = search, children, say
+        self.codes: dict[int, int] = {}
+
+    def check(self) -> None:
+        """Reap workers that have ended; fail the running trials of those that died."""
+        for child in self.children:
+            if child.pid not in self.codes and child.poll() is not None:
+                self._ended(child, child.returncode)
+
+    def _ended(self, child: subprocess.Popen, code: int) -> None:
+        from optuna.trial import TrialState
+
+        self.codes[child.pid] = code
+        if code in (0, 130, -signal.SIGINT):
+            return
+        label = f"{socket.gethostname()}:{child.pid}"
+        lost = [
+            t
+            for t in self.search.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("worker") == label
+        ]
+        storage = self.search.storage.optuna
+        for trial in lost:
+            with contextlib.suppress(Exception):
+                storage.set_trial_user_attr(
+                    trial._trial_id, "error", f"worker {label} exited with code {code}"
+                )
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        self.say(
+            f"A worker process ({label}) exited with code {code}; "
+            f"{len(lost)} of its trials marked failed"
+        )
+
+    def wait(self, interrupted: bool) -> bool:
+        """Wait for every worker (passing on a Ctrl-C); ``True`` if any was interrupted."""
+        for child in self.children:
+            while child.pid not in self.codes:
+                try:
+                    if interrupted and child.poll() is None:
+                        child.send_signal(signal.SIGINT)
+                    self._ended(child, child.wait())
+                except KeyboardInterrupt:
+                    interrupted = True
+        return any(code in (130, -signal.SIGINT) for code in self.codes.values())
 
 
 def _command(config: TuneConfig, workers: int) -> str:
@@ -1207,7 +1247,8 @@ def _report(
     counts, pruning, best = summary["trials"], summary["pruning"], summary["best"]
     sentence = (
         f"{counts['finished']} trials finished ({counts['complete']} complete, "
-        f"{counts['pruned']} pruned), {counts['failed']} failed, in {_clock(summary['seconds'])}."
+        f"{counts['pruned']} pruned), {counts['failed']} failed; "
+        f"{_clock(pruning['training_seconds'])} of training in all."
     )
     if best:
         sentence += f" Best validation {metric}: {best['value']:.4f} (trial {best['number']})"

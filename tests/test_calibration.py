@@ -164,6 +164,9 @@ def test_scores_match_direct_computation():
     got = cal.scores(gaussian(mean, scale), y[:, None])
     want = direct_scores(mean, scale, y)
     assert set(got) == set(cal.SCORES)
+    low, high = stats.norm.ppf(0.05, mean, scale), stats.norm.ppf(0.95, mean, scale)
+    per_row = cal.interval_score(y[:, None], low[:, None], high[:, None], 0.1)
+    assert per_row.shape == (300, 1)  # no broadcasting of (n, 1) against (n,)
     for key in cal.SCORES:
         assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
 

@@ -172,7 +172,8 @@ def test_run_end_to_end_writes_every_artifact(tmp_path):
     # The summary table is printed on stdout; progress went to stderr.
     assert "test nll" in result.stdout and "Bayes limit" in result.stdout
     assert "epoch" in result.stderr
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    # No temp files left; the only hidden file is the marker that makes the folder probreg's.
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".probreg.json"]
 
 
 def test_quiet_prints_only_the_summary(tmp_path):

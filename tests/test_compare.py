@@ -147,9 +147,12 @@ def test_a_diverging_head_is_recorded_and_the_report_still_written(tmp_path, tem
         output=out,
         quiet=True,
     )
-    assert [row["head"] for row in result.table] == ["mdn:hidden=8,components=2"]
+    good, bad = (
+        plugins.create("head", s).spec for s in ("mdn:hidden=8,components=2", "exploding:hidden=8")
+    )
+    assert [row["head"] for row in result.table] == [good]
     diverged = [run for run in result.runs if run["status"] == "diverged"]
-    assert len(diverged) == 1 and diverged[0]["head"] == "exploding:hidden=8"
+    assert len(diverged) == 1 and diverged[0]["head"] == bad
     assert "training diverged" in diverged[0]["error"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert [run["status"] for run in metrics["runs"]] == ["completed", "diverged"]

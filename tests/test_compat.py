@@ -142,3 +142,12 @@ def test_runs_saved_by_version_0_1_load_and_predict_the_same(name, tmp_path):
         distribution.log_prob(np.zeros((7, 1))), expected["log_prob"], rtol=1e-6, atol=1e-6
     )
     np.testing.assert_allclose(distribution.quantile(0.3), expected["q"], rtol=1e-6, atol=1e-6)
+
+
+def test_the_old_module_path_of_the_gaussian_mixture_still_imports():
+    from probreg.distributions import GaussianMixture
+    from probreg.distributions.gaussian_mixture import GaussianMixture as Old
+    from probreg.layers import MixtureDensity, packed_size
+
+    assert Old is GaussianMixture
+    assert packed_size(3, 2) == 3 + 2 * 3 * 2 and MixtureDensity(2, 3).components == 3

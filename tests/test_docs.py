@@ -157,3 +157,43 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
     assert report["versions"]["probreg-laplace"] == "0.1.0"
     hidden = run(sys.executable, "-m", "probreg", "plugins", "--json", PROBREG_LOAD_PLUGINS="")
     assert "probreg-laplace" not in {p["name"] for p in json.loads(hidden.stdout)}
+
+
+def _python_blocks(path: Path) -> list[str]:
+    """The page's python blocks, except tutorial files (installed and run by the tutorial test)
+    and blocks marked ``<!-- not run: reason -->`` (signatures)."""
+    text = path.read_text()
+    found = re.findall(r"(<!-- [^>]*-->\n)?```python\n(.*?)```", text, re.S)
+    return [code for marker, code in found if not marker.startswith(("<!-- file:", "<!-- not run"))]
+
+
+# Pages whose python blocks are run by a test of their own.
+_OWN_RUNNER = {"python.md"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "page",
+    [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if p.name not in _OWN_RUNNER],
+    ids=lambda p: p.name,
+)
+def test_every_python_block_in_the_docs_runs(page, tmp_path):
+    blocks = _python_blocks(page)
+    if not blocks:
+        pytest.skip(f"{page.name} has no python block")
+    if page.name == "getting-started.md":  # it loads the run the page's CLI section made
+        from probreg import api
+
+        api.run(
+            "spiral:n=300,val=60,test=60",
+            "mdn:hidden=8,components=2",
+            epochs=2,
+            output=tmp_path / "runs" / "spiral-mdn",
+            quiet=True,
+        )
+    script = "\n\n".join(blocks)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert done.returncode == 0, f"{page.name}: {done.stderr[-3000:]}"

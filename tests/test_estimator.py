@@ -145,6 +145,9 @@ def test_save_writes_a_run_folder_that_load_run_reads(fitted, tmp_path):
     )
     back = Regressor.load(path)
     pd.testing.assert_series_equal(back.predict(X.iloc[:20]), model.predict(X.iloc[:20]))
+    with pytest.raises(EstimatorError, match="loaded from a run folder"):
+        back.save(tmp_path / "again")
+    assert run.metrics["rows"] == {"train": 720, "val": 80, "test": 0}
     with pytest.raises(probreg.ProbregError, match="already exists"):
         model.save(path)
 
@@ -226,6 +229,7 @@ def test_notebook_pipeline_grid_search_and_intervals():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # dozens of fits: minutes on two busy cores
 def test_scikit_learn_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 

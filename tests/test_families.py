@@ -222,3 +222,20 @@ def test_student_t_beats_the_gaussian_mixture_on_heavy_tailed_noise():
         bayes = result.metrics["bayes_nll"]
     assert scores["student_t"] < scores["gaussian_mixture"] - 0.01, scores
     assert scores["student_t"] - bayes < 0.05, (scores, bayes)
+
+
+def test_the_python_run_takes_a_trunk_and_the_run_reloads_in_safe_mode(tmp_path):
+    from probreg import api, load_run
+
+    result = api.run(
+        "spiral:n=300,val=60,test=60",
+        "mdn:components=2",
+        epochs=2,
+        trunk=lambda: keras.Sequential([keras.layers.Dense(12, activation="tanh")]),
+        output=tmp_path / "run",
+        quiet=True,
+    )
+    assert any(layer.name.startswith("sequential") for layer in result.model.layers)
+    x = result.data.x_test
+    loaded = load_run(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.predictor.outputs(x), result.predictor.outputs(x))

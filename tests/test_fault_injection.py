@@ -131,6 +131,15 @@ def exploding_plugin():
     return types.SimpleNamespace(register_heads=hookimpl(lambda register: register(Exploding)))
 
 
+def test_compare_follows_the_same_rules(tmp_path):
+    from probreg.comparison import compare
+
+    (tmp_path / "report.html").write_text("mine")
+    with pytest.raises(UsageError, match="was not made by probreg"):
+        compare(DATA, [HEAD], output=tmp_path, force=True, quiet=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
 def test_a_diverging_rerun_keeps_the_old_run(old_run, tmp_path, temporary_plugin):
     out, old_id = copy_of(old_run, tmp_path)
     temporary_plugin(exploding_plugin())
@@ -139,6 +148,18 @@ def test_a_diverging_rerun_keeps_the_old_run(old_run, tmp_path, temporary_plugin
     assert rundir.read_marker(out)["run_id"] == old_id
     probreg.load_run(out)  # still usable
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging or lock left
+
+
+def test_an_interrupt_before_the_first_epoch_keeps_the_old_run(old_run, tmp_path, monkeypatch):
+    from probreg.training import FitResult
+
+    out, old_id = copy_of(old_run, tmp_path)
+    no_epoch = FitResult({}, epochs=0, best_epoch=0, seconds=0.0, status="interrupted")
+    monkeypatch.setattr(api, "train_head", lambda *args, **kwargs: (None, no_epoch))
+    with pytest.raises(KeyboardInterrupt):  # no model to keep: the CLI says "Interrupted."
+        api.run(DATA, HEAD, output=out, force=True, quiet=True)
+    assert rundir.read_marker(out)["run_id"] == old_id
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_claim_builds_aside_and_swaps_in(tmp_path):
@@ -348,7 +369,7 @@ def test_paths_are_named_for_what_they_are(small_run, tmp_path):
     assert not (tmp_path / "o.csv").exists()
 
 
-def test_a_full_stdout_is_one_line_and_a_closed_pipe_is_quiet(small_run, tmp_path):
+def test_a_full_stdout_or_device_is_one_line(small_run, tmp_path):
     inputs = tmp_path / "in.csv"
     inputs.write_text("x\n0.5\n")
     with open("/dev/full", "w") as full:

@@ -51,6 +51,7 @@ def test_other_families_become_empirical_draws():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # dozens of fits: minutes on two busy cores
 def test_skpro_check_estimator():
     from skpro.utils.estimator_checks import check_estimator
 

@@ -196,10 +196,34 @@ def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_epoch_callback_sees_validation_loss_and_can_stop_training():
+    """What pruning rests on: ``train_head`` reports every epoch, and an exception raised by
+    the callback ends training and reaches the caller."""
+    from probreg.api import train_head
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def callback(epoch, logs):
+        seen.append((epoch, logs["val_loss"]))
+        if epoch == 2:
+            raise Stop
+
+    data = plugins.create("dataset", SMALL_DATA).load(0)
+    head = plugins.create("head", SMALL_HEAD + ",epochs=50")
+    with pytest.raises(Stop):
+        train_head(head, data, 0, verbose=False, epoch_callback=callback)
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    assert all(isinstance(loss, float) for _, loss in seen)
+
+
 # --- workers on one machine ---------------------------------------------------------------
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
 def test_two_workers_share_one_sqlite_study(tmp_path):
     out = tmp_path / "tune"
     proc = _probreg(*_tune_args(out, 5, "--workers", "2", "--study", "shared"))
@@ -224,6 +248,39 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
+def test_a_killed_worker_process_loses_no_trial(tmp_path):
+    """``--workers 2``: kill the second worker in the middle of a trial; its trial is marked
+    failed at once and the first worker still brings the study to its count."""
+    out = tmp_path / "tune"
+    storage = f"sqlite:///{out / 'study.db'}"
+    proc = _probreg(*_tune_args(out, 4, "--workers", "2", "--study", "kill"))
+    deadline, victim = time.monotonic() + 300, None
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            trials = _trials(storage, "kill")
+        except Exception:  # not created yet
+            continue
+        for trial in trials:
+            pid = int(trial.user_attrs.get("worker", "x:0").rsplit(":", 1)[1])
+            if trial.state.name == "RUNNING" and pid not in (0, proc.pid):
+                os.kill(pid, signal.SIGKILL)
+                victim = trial.number
+                break
+    assert victim is not None, "the second worker never ran a trial"
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    assert "exited with code -9; 1 of its trials marked failed" in stderr
+    trials = {t.number: t for t in _trials(storage, "kill")}
+    assert trials[victim].state.name == "FAIL"
+    assert "exited with code -9" in trials[victim].user_attrs["error"]
+    assert len(_finished(trials.values())) == 4
+    assert not any(t.state.name == "RUNNING" for t in trials.values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
 def test_a_crashed_workers_trial_is_marked_failed(tmp_path):
     """A worker killed mid-trial leaves a RUNNING trial; once its heartbeat is stale the next
     worker marks it failed and the budget is still met."""
@@ -268,6 +325,7 @@ def test_a_crashed_workers_trial_is_marked_failed(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
 def test_resume_after_sigint_keeps_finished_trials(tmp_path):
     out = tmp_path / "tune"
     storage = f"sqlite:///{out / 'study.db'}"
@@ -315,6 +373,7 @@ def test_resume_after_sigint_keeps_finished_trials(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
 def test_tuned_spec_beats_the_default_on_held_out_data(tmp_path):
     """A deliberately poor baseline (one Gaussian, a tiny learning rate) on Bishop's
     three-branched inverse problem: the search must find a spec that is better on the
@@ -330,7 +389,7 @@ def test_tuned_spec_beats_the_default_on_held_out_data(tmp_path):
         "batch_size=128,weight_decay=0,schedule=cosine,scale=softplus,scale_floor=0.03,"
         "activation=relu"
     )
-    result = tune(data, default, trials=8, space=space, output=tmp_path / "tune", quiet=True)
+    result = tune(data, default, trials=6, space=space, output=tmp_path / "tune", quiet=True)
     assert result.default_value is not None
     assert result.summary["default"]["number"] == 0  # the defaults were trial 0
     assert result.best_value < result.default_value
@@ -369,6 +428,7 @@ def postgres_url():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # several processes train on a shared machine
 def test_two_machines_share_a_postgresql_study(tmp_path, postgres_url):
     study = f"test-{uuid.uuid4().hex[:12]}"
     procs = [

@@ -29,7 +29,13 @@ class HeavySine(Dataset):
     params = (
         *size_params(n=2000, val=500, test=5000),
         Param("df", "float", 3.0, "degrees of freedom of the noise", minimum=1.0, maximum=1e6),
-        Param("noise", "float", 0.2, "noise scale at x = 0 (x2 at |x| = 3)", minimum=1e-3),
+        Param(
+            "noise",
+            "float",
+            0.2,
+            "noise level: the Student-t scale is 0.5 x noise at x = 0 and 0.75 x noise at |x| = 3",
+            minimum=1e-3,
+        ),
     )
     test_specs = ("heavy-sine:n=200,val=50,test=50",)
 

@@ -9,8 +9,6 @@ maximum-likelihood choice for a constant scale.
 
 from __future__ import annotations
 
-import numpy as np
-
 from probreg.families.fixed_gaussian import FixedGaussianFamily
 from probreg.heads import FamilyHead, family_head_params, training_params, trunk_params
 from probreg.hookspecs import hookimpl
@@ -34,13 +32,6 @@ class MLP(FamilyHead):
         from probreg.losses import MixtureMeanSquaredError
 
         return MixtureMeanSquaredError(1, output_dim)
-
-    def after_fit(self, model, x_val: np.ndarray, y_val: np.ndarray) -> None:
-        """Set the Gaussian's scale to the validation root-mean-square residual."""
-        output_dim = y_val.shape[-1]
-        mean = self.distribution(model.predict(x_val, verbose=0), output_dim).mean()
-        rms = np.sqrt(np.mean((y_val.reshape(-1, output_dim) - mean) ** 2, axis=0))
-        self.family.set_scale(model.get_layer(self.layer_name), rms)
 
 
 @hookimpl

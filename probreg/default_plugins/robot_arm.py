@@ -3,8 +3,9 @@
 Joint angles ``theta = (theta1, theta2)`` are drawn uniformly from ``[0.3, 1.2] x [pi/2, 3pi/2]``
 (Bishop, 1994 and *Neural Networks for Pattern Recognition*, section 6.4) with link lengths
 0.8 and 0.2. The input is the end-effector position ``x = FK(theta)``; the target is the joint
-reading ``y = theta + N(0, noise^2 I)``. Most positions can be reached with the elbow up or
-down, so ``p(y | x)`` has two branches.
+reading ``y = theta + N(0, noise^2 R)``, ``R`` the 2 x 2 correlation matrix with off-diagonal
+``correlation`` (0 by default: independent readings). Most positions can be reached with the
+elbow up or down, so ``p(y | x)`` has two branches.
 
 The exact density is a two-component Gaussian mixture: the inverse-kinematics solutions
 ``theta_b(x)`` inside the box, weighted by the density of ``x`` they produce,
@@ -57,8 +58,9 @@ def inverse_kinematics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RobotArmDensity:
     """Exact ``log p(y | x)``: a mixture over the valid inverse-kinematics branches."""
 
-    def __init__(self, noise: float) -> None:
+    def __init__(self, noise: float, correlation: float = 0.0) -> None:
         self.noise = noise
+        self.correlation = correlation
 
     def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         theta, valid = inverse_kinematics(np.asarray(x, np.float64).reshape(-1, 2))
@@ -66,7 +68,16 @@ class RobotArmDensity:
         log_weight = np.where(valid, -np.log(jacobian), -np.inf)
         log_weight = log_weight - special.logsumexp(log_weight, axis=1, keepdims=True)
         z = (np.asarray(y, np.float64).reshape(-1, 1, 2) - theta) / self.noise
-        component = -0.5 * np.sum(z**2, axis=-1) - 2 * np.log(self.noise) - np.log(2 * np.pi)
+        rho = self.correlation
+        quadratic = (z[..., 0] ** 2 - 2 * rho * z[..., 0] * z[..., 1] + z[..., 1] ** 2) / (
+            1 - rho**2
+        )
+        component = (
+            -0.5 * quadratic
+            - 2 * np.log(self.noise)
+            - 0.5 * np.log1p(-(rho**2))
+            - np.log(2 * np.pi)
+        )
         return special.logsumexp(log_weight + component, axis=1)
 
 
@@ -84,6 +95,15 @@ class RobotArm(Dataset):
             minimum=0.001,
             maximum=1,
         ),
+        Param(
+            "correlation",
+            "float",
+            0.0,
+            "correlation of the two joint readings' errors; non-zero values make the outputs "
+            "correlated within each branch (what a full-covariance family models)",
+            minimum=-0.99,
+            maximum=0.99,
+        ),
     )
 
     def load(self, seed: int) -> Data:
@@ -92,14 +112,16 @@ class RobotArm(Dataset):
         total = o["n"] + o["val"] + o["test"]
         theta = np.stack([rng.uniform(*THETA1, total), rng.uniform(*THETA2, total)], axis=1)
         x = forward_kinematics(theta)
-        y = theta + rng.normal(scale=o["noise"], size=theta.shape)
+        rho = o["correlation"]
+        mixing = np.array([[1.0, rho], [0.0, np.sqrt(1.0 - rho**2)]])  # the identity for rho = 0
+        y = theta + rng.normal(scale=o["noise"], size=theta.shape) @ mixing
         return split_draw(
             x,
             y,
             o,
             x_names=("x1", "x2"),
             y_names=("theta1", "theta2"),
-            log_density=RobotArmDensity(o["noise"]),
+            log_density=RobotArmDensity(o["noise"], o["correlation"]),
         )
 
 

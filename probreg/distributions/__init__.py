@@ -12,6 +12,10 @@ from probreg.distributions.base import AffineTransformed, Distribution, EqualMix
 _FAMILY_CLASSES = {
     "GaussianMixture": "probreg.families.gaussian_mixture",
     "StudentTMixture": "probreg.families.student_t_mixture",
+    "FullCovarianceGaussianMixture": "probreg.families.gaussian_mixture_full",
+    "DiscretizedLogisticMixture": "probreg.families.discrete",
+    "LogisticMixture": "probreg.families.discrete",
+    "SplineFlow": "probreg.families.spline",
 }
 
 __all__ = ["AffineTransformed", "Distribution", "EqualMixture", *_FAMILY_CLASSES]

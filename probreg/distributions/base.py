@@ -180,6 +180,16 @@ class AffineTransformed(Distribution):
             self.shift, self.scale
         )
 
+    def params(self) -> dict[str, np.ndarray]:
+        """The mean and variance in data units, then the base's own parameters, which stay in
+        the model's standardised units and say so: ``standardised_<name>``."""
+        base = {f"standardised_{k}": v for k, v in self.base.params().items()}
+        return {"mean": self.mean(), "variance": self.variance(), **base}
+
+    def param_axes(self) -> dict[str, tuple[str, ...]]:
+        base = {f"standardised_{k}": v for k, v in self.base.param_axes().items()}
+        return {**Distribution.param_axes(self), **base}
+
 
 class EqualMixture(Distribution):
     """The equal-weight mixture of several distributions over the same rows (an ensemble)."""

@@ -8,11 +8,25 @@ ancestral sampling, quantile brackets, modes, ensembles, temperatures and affine
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from scipy import special
 
 from probreg.distributions.base import Distribution
 from probreg.errors import UsageError
+
+
+def _logsumexp(values: np.ndarray) -> np.ndarray:
+    """``log(sum(exp(values)))`` over the last axis, kept (plain numpy: scipy's overhead
+    matters when predicting one row)."""
+    top = values.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return top + np.log(np.exp(values - top).sum(axis=-1, keepdims=True))
+
+
+def _log_normalise(log_weights: np.ndarray) -> np.ndarray:
+    """Log-weights that sum to one (in probability) over the last axis."""
+    return log_weights - _logsumexp(log_weights)
 
 
 class LocationScaleMixture(Distribution):
@@ -50,7 +64,7 @@ class LocationScaleMixture(Distribution):
         for key, value in self.shapes.items():
             if value.shape != log_weights.shape:
                 raise ValueError(f"{name} {key} must be (n, K) = {log_weights.shape}")
-        self.log_weights = log_weights - special.logsumexp(log_weights, axis=1, keepdims=True)
+        self.log_weights = _log_normalise(log_weights)
         self.means = means
         self.scales = scales
 
@@ -95,8 +109,14 @@ class LocationScaleMixture(Distribution):
             **{k: blocks[k] for k in cls.shape_names},
         )
 
-    def _rebuild(self, log_weights, means, scales, shapes=None):
-        return type(self)(log_weights, means, scales, **(self.shapes if shapes is None else shapes))
+    def _rebuild(self, log_weights, means, scales, shapes=None, normalised=True):
+        """The same kind of mixture with new parameters derived from valid ones: no checks, and
+        no re-normalising of weights that already are (``affine`` and friends stay cheap)."""
+        made = object.__new__(type(self))
+        made.log_weights = log_weights if normalised else _log_normalise(log_weights)
+        made.means, made.scales = means, scales
+        made.shapes = self.shapes if shapes is None else shapes
+        return made
 
     def _component_shapes(self) -> dict[str, np.ndarray]:
         """Shape parameters broadcast against ``(n, K, d)``."""
@@ -125,11 +145,17 @@ class LocationScaleMixture(Distribution):
         return (self._std_log_pdf(z, self._component_shapes()) - np.log(self.scales)).sum(axis=-1)
 
     def log_prob(self, y: np.ndarray) -> np.ndarray:
-        return special.logsumexp(self.log_weights + self._component_log_prob(y), axis=1)
+        return _logsumexp(self.log_weights + self._component_log_prob(y))[:, 0]
+
+    @functools.cached_property
+    def _cumulative_weights(self) -> np.ndarray:
+        """``(n, K)`` running sums of the weights, computed once per distribution: drawing
+        again (pictures, ``predict --samples``, a sampler per seed) skips the ``exp``."""
+        return np.cumsum(self.weights, axis=1)
 
     def _choose(self, rng: np.random.Generator, num_samples: int) -> np.ndarray:
         """Component index of each draw, ``(s, n)``: one uniform against the cumulative weights."""
-        cumulative = np.cumsum(self.weights, axis=1)
+        cumulative = self._cumulative_weights
         u = rng.random((num_samples, self.batch_size, 1)) * cumulative[:, -1:]
         return np.minimum((u > cumulative).sum(axis=-1), self.components - 1)
 
@@ -165,17 +191,21 @@ class LocationScaleMixture(Distribution):
         """``h(z)`` with ``d/dz log p_Z(z) = -z h(z)``: 1 for a normal; subclasses override."""
         return np.ones_like(z)
 
-    def mode(self, iterations: int = 30) -> np.ndarray:
-        """The highest mode found by fixed-point ascent from every component's location.
+    def mode(self, iterations: int = 30, starts: int = 20) -> np.ndarray:
+        """The highest mode found by fixed-point ascent from the locations of the ``starts``
+        heaviest components of each row.
 
         Each step moves ``x`` to ``sum_k c_k m_k / sum_k c_k`` with
         ``c_k = p_k(x) h(z_k) / s_k^2``, which is where the gradient of the mixture's log-density
         vanishes (mean shift, Carreira-Perpinan 2000, for Gaussians); the best end point wins.
+        Capping the starts keeps large ensembles (``members x components``) affordable.
         """
         shapes = self._component_shapes()
+        rows = np.arange(self.batch_size)
+        order = np.argsort(-self.log_weights, axis=1)[:, :starts]
         best, best_score = None, None
-        for j in range(self.components):
-            x = self.means[:, j, :]
+        for j in range(order.shape[1]):
+            x = self.means[rows, order[:, j]]
             for _ in range(iterations):
                 joint = self.log_weights + self._component_log_prob(x)
                 r = np.exp(joint - joint.max(axis=1, keepdims=True))[:, :, None]
@@ -228,7 +258,10 @@ class LocationScaleMixture(Distribution):
         if temperature == 1.0 and sigma_temperature == 1.0:
             return self
         return self._rebuild(
-            self.log_weights / temperature, self.means, self.scales * sigma_temperature
+            self.log_weights / temperature,
+            self.means,
+            self.scales * sigma_temperature,
+            normalised=False,
         )
 
     def affine(self, shift: np.ndarray, scale: np.ndarray) -> Distribution:

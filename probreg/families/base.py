@@ -250,6 +250,10 @@ class Family(Plugin):
         (``y_std = (y - mean) / scale``); a no-op unless the family needs it (``discrete``
         stores where the integers fall in standardised units)."""
 
+    def after_fit(self, head: Any, model: Any, x_val: np.ndarray, y_val: np.ndarray) -> None:
+        """Called once after training with standardised validation data; a no-op unless the
+        family fits something there (``fixed_gaussian`` sets its stored scale)."""
+
     def layout(self, output_dim: int) -> Layout:
         """The packed parameter columns for ``output_dim``-dimensional targets."""
         raise NotImplementedError

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from probreg.families import gaussian_mixture
-from probreg.families.base import Family, Layout, check_layer_arguments
+from probreg.families.base import Family, Layout, check_layer_arguments, split_members
 
 
 @functools.cache
@@ -82,6 +82,16 @@ class FixedGaussianFamily(Family):
     def combine(self, members):
         return gaussian_mixture.GaussianMixture.combine(list(members))
 
-    def set_scale(self, layer, scale: np.ndarray) -> None:
-        """Store per-coordinate standard deviations in a built layer of this family."""
-        layer.log_scale.assign(np.log(np.maximum(scale, 1e-6)).astype("float32"))
+    def after_fit(self, head, model, x_val: np.ndarray, y_val: np.ndarray) -> None:
+        """Set each member's stored scale to its own validation root-mean-square residual, the
+        maximum-likelihood constant scale."""
+        d = y_val.shape[-1]
+        size = self.layout(d).size
+        outputs = np.asarray(model.predict(x_val, verbose=0)).reshape(-1, head.members * size)
+        targets = np.asarray(y_val).reshape(-1, d)
+        for block, name in zip(
+            split_members(outputs, head.members, size), head.member_layer_names(), strict=True
+        ):
+            rms = np.sqrt(np.mean((targets - self.distribution(block, d).mean()) ** 2, axis=0))
+            log_scale = np.log(np.maximum(rms, 1e-6)).astype("float32")
+            model.get_layer(name).log_scale.assign(log_scale)

@@ -233,11 +233,8 @@ class FullCovarianceGaussianMixture(Distribution):
         return {"weight": self.weights, "mean": self.means, "scale_tril": self.scale_tril}
 
     def param_axes(self) -> dict[str, tuple[str, ...]]:
-        return {
-            "weight": ("component",),
-            "mean": ("component", "output"),
-            "scale_tril": ("component", "output", "output"),
-        }
+        # scale_tril (component, output, output) is left undeclared: numbered flat, row-major.
+        return {"weight": ("component",), "mean": ("component", "output")}
 
     @classmethod
     def combine(cls, mixtures: Sequence[FullCovarianceGaussianMixture]):

@@ -305,12 +305,8 @@ class SplineFlow(Distribution):
         }
 
     def param_axes(self) -> dict[str, tuple[str, ...]]:
-        return {
-            "mean": ("output",),
-            "variance": ("output",),
-            "width": ("output", "bin"),
-            "height": ("output", "bin"),
-        }
+        # width and height (output, bin) are left undeclared: numbered flat, output-major.
+        return {"mean": ("output",), "variance": ("output",)}
 
 
 class SplineFamily(Family):

@@ -2,8 +2,8 @@
 
 This module is what the ``probreg`` entry point names. It stays light (no Keras import), so
 ``probreg list`` stays fast. The family is one file, :mod:`probreg_histogram.family`; the head
-is a dense trunk with that family on top, so ``--head histogram:bins=200`` and
-``--head mdn:family=histogram,bins=200`` are the same model.
+is a dense trunk with that family on top and a recipe of its own; any family head can use
+the family too: ``--head mdn:family=histogram,bins=200``.
 """
 
 from __future__ import annotations
