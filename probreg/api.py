@@ -50,8 +50,6 @@ def silent(message: str) -> None:
     """An :data:`Echo` that says nothing (``quiet``)."""
 
 
-
-
 @dataclasses.dataclass
 class RunResult:
     """What :func:`run` returns: the metrics (as written to ``metrics.json``) and live objects."""

@@ -111,8 +111,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "head"
 
 
-
-
 def replicates(
     dataset: Dataset, seeds: Sequence[int], splits: Sequence[int] | None
 ) -> list[Replicate]:

@@ -62,8 +62,8 @@ def prepare_local_devices(devices: int) -> None:
     """Ask for ``devices`` host (CPU) devices; must run before JAX or TensorFlow starts.
 
     For JAX this sets ``--xla_force_host_platform_device_count``; TensorFlow splits the CPU into
-    logical devices later, in :func:`strategy_scope`. Accelerators, where present, are used
-    as they are.
+    logical devices now, before anything (such as the checks that build a trial model) starts
+    it. Accelerators, where present, are used as they are.
     """
     if devices < 1:
         raise UsageError(f"--devices must be at least 1, not {devices}")
@@ -72,6 +72,15 @@ def prepare_local_devices(devices: int) -> None:
         flags = os.environ.get("XLA_FLAGS", "")
         if "xla_force_host_platform_device_count" not in flags:
             os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+    elif devices > 1 and backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        if len(tf.config.list_physical_devices("GPU")) < devices:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            with contextlib.suppress(RuntimeError):  # TensorFlow has started already
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+                )
 
 
 def initialize(

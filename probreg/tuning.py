@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probreg import files, plugins
+from probreg.api import Echo, silent, to_stderr
 from probreg.errors import ProbregError, TrainingError, UsageError
 from probreg.params import LIST_SEPARATOR, Param, parse_spec
 
 if TYPE_CHECKING:  # pragma: no cover - optuna is imported when a search starts
     import optuna
 
-Echo = Callable[[str], None]
 
 #: Scores a study can minimise (see :mod:`probreg.metrics`).
 OBJECTIVES = ("nll", "crps", "rmse")
@@ -861,14 +861,6 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _silent(message: str) -> None:
-    pass
-
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -916,7 +908,7 @@ def tune(
     tune folder); ``workers`` starts that many processes on it. Returns the best spec, ready
     for :func:`probreg.run`, and writes the tune folder unless ``write=False``.
     """
-    say = echo or (_silent if quiet else _stderr)
+    say = echo or (silent if quiet else to_stderr)
     if metric not in OBJECTIVES:
         raise UsageError(f"unknown metric '{metric}'; allowed: {', '.join(OBJECTIVES)}")
     if trials < 1:
@@ -1359,7 +1351,7 @@ def _worker_main() -> int:
     as JSON in ``$PROBREG_TUNE_CONFIG`` (not the command line, which others can read)."""
     config = TuneConfig(**json.loads(os.environ["PROBREG_TUNE_CONFIG"]))
     index = os.environ.get("PROBREG_TUNE_WORKER", "?")
-    say = _silent if os.environ.get("PROBREG_TUNE_QUIET") == "1" else _stderr
+    say = silent if os.environ.get("PROBREG_TUNE_QUIET") == "1" else to_stderr
     try:
         _, interrupted = run_worker(config, say, prefix=f"[worker {index}] ")
     except ProbregError as error:
