@@ -66,18 +66,52 @@ def _timed(call: Callable[[np.ndarray], object], x: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+MARKERS = ("<!-- predict-table -->", "<!-- /predict-table -->")
+
+
+def table(results: list[dict]) -> str:
+    """The Markdown table, with each path's single-row speed-up over probreg 0.1's path."""
+    base = results[0]["latency_ms"]
+    lines = [
+        f"| path | single row (ms) | x faster than 0.1, one row | {ROWS:,} rows (rows/s) |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['path']} | {r['latency_ms']:.3f} | {base / r['latency_ms']:.1f} | "
+            f"{r['rows_per_second']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_docs_table(page: Path, results: list[dict]) -> None:
+    """Replace the table between the page's ``predict-table`` markers."""
+    text = page.read_text()
+    start, end = (text.index(marker) for marker in MARKERS)
+    page.write_text(text[: start + len(MARKERS[0])] + "\n" + table(results) + "\n" + text[end:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Write the results here.")
     parser.add_argument("--repeats", type=int, default=500, help="Single-row calls per path.")
     parser.add_argument("--rounds", type=int, default=5, help="Interleaved timing rounds.")
+    parser.add_argument(
+        "--docs", type=Path, help="Put the table of --from (or this run) into this page."
+    )
+    parser.add_argument("--from", dest="source", type=Path, help="Read results from this JSON.")
     args = parser.parse_args()
+    if args.source is not None:  # regenerate the docs table from recorded results
+        results = json.loads(args.source.read_text())["results"]
+        print(table(results))
+        if args.docs:
+            write_docs_table(args.docs, results)
+        return 0
 
     import keras
 
     from probreg import api
     from probreg.export import OnnxModel, export_run
-    from probreg.fastpath import compiled_call
     from probreg.runs import load_run
 
     work = Path(tempfile.mkdtemp(prefix="probreg-bench-predict-"))
@@ -87,19 +121,19 @@ def main() -> int:
     onnx = OnnxModel(export_run(work / "run", work / "onnx", "onnx"))
     x = np.random.default_rng(0).uniform(-1, 1, (ROWS, 1)).astype(np.float32)
 
+    # probreg 0.1's path: an eager call of the model for every request.
+    eager = lambda rows: keras.ops.convert_to_numpy(  # noqa: E731
+        run.model(run.predictor.x_scaling.transform(rows), training=False)
+    )
     paths: dict[str, Callable[[np.ndarray], object]] = {
-        "probreg, Keras (load_run(...).distribution)": run.distribution,
-        "probreg, Keras parameters only (Predictor.outputs)": run.predictor.outputs,
-        "probreg, ONNX (OnnxModel(...).distribution)": onnx.distribution,
-        "probreg, ONNX parameters only (OnnxModel(...).params)": onnx.params,
+        "probreg 0.1, eager Keras call + distribution": lambda rows: run.predictor.distribution_of(
+            eager(rows)
+        ),
+        "probreg, Keras: load_run(...).distribution (compiled call)": run.distribution,
+        "probreg, Keras parameters only: Predictor.outputs": run.predictor.outputs,
+        "probreg, ONNX: OnnxModel(...).distribution": onnx.distribution,
+        "probreg, ONNX parameters only: OnnxModel(...).params": onnx.params,
     }
-    compiled = compiled_call(run.model)  # what Predictor.outputs would use on the compiled path
-    paths["probreg, compiled Keras (fastpath.compiled_call) + distribution"] = lambda rows: (
-        run.predictor.distribution_of(compiled(run.predictor.x_scaling.transform(rows)))
-    )
-    paths["probreg, compiled Keras, parameters only"] = lambda rows: compiled(
-        run.predictor.x_scaling.transform(rows)
-    )
     try:
         import keras_mdn_layer as mdn
 
@@ -133,14 +167,7 @@ def main() -> int:
         for name, call in paths.items()
     ]
 
-    keras_ms = results[0]["latency_ms"]
-    print(f"\n| path | single row (ms) | {ROWS:,} rows (rows/s) | vs probreg Keras, 1 row |")
-    print("|---|---:|---:|---:|")
-    for r in results:
-        print(
-            f"| {r['path']} | {r['latency_ms']:.3f} | {r['rows_per_second']:,.0f} | "
-            f"{keras_ms / r['latency_ms']:.1f}x |"
-        )
+    print("\n" + table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
@@ -158,6 +185,8 @@ def main() -> int:
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nWrote {args.json}", file=sys.stderr)
+    if args.docs:
+        write_docs_table(args.docs, results)
     return 0
 
 
