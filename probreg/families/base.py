@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -302,6 +302,31 @@ class MixtureFamily(Family):
     ``distribution_class`` (a :class:`~probreg.distributions.mixture.LocationScaleMixture`)."""
 
     distribution_class: ClassVar[type]
+    #: The family file's cached ``layer_class()`` and its ``keras.ops`` log-density
+    #: ``log_prob(params, y, components, output_dim)``; set with ``staticmethod``.
+    layer_factory: ClassVar[Callable[[], type]]
+    density: ClassVar[Callable[..., Any]]
+
+    def layer_class(self) -> type:
+        return self.layer_factory()
+
+    def layer_options(self) -> dict[str, Any]:
+        """Layer arguments beyond components, scale map and floor (Student-t's ``df_min``)."""
+        return {}
+
+    def layer(self, output_dim: int, name: str | None = None):
+        o = self.options
+        return self.layer_class()(
+            output_dim,
+            o["components"],
+            o["scale"],
+            o["scale_floor"],
+            name=name,
+            **self.layer_options(),
+        )
+
+    def log_prob(self, params, y, output_dim: int):
+        return self.density(params, y, self.options["components"], output_dim)
 
     def layout(self, output_dim: int) -> Layout:
         return self.distribution_class.layout(self.options["components"], output_dim)

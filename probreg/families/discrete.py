@@ -336,15 +336,8 @@ class DiscreteFamily(MixtureFamily):
     test_specs = ("discrete:components=3",)
     discrete = True
 
-    def layer_class(self) -> type:
-        return layer_class()
-
-    def layer(self, output_dim: int, name: str | None = None):
-        o = self.options
-        return layer_class()(output_dim, o["components"], o["scale"], o["scale_floor"], name=name)
-
-    def log_prob(self, params, y, output_dim: int):
-        return log_prob(params, y, self.options["components"], output_dim)
+    layer_factory = staticmethod(layer_class)
+    density = staticmethod(log_prob)
 
     def before_fit(self, model, target_mean: np.ndarray, target_scale: np.ndarray) -> None:
         """Store the integers' lattice in standardised units in every layer of this family."""

@@ -294,12 +294,5 @@ class FullCovarianceGaussianMixtureFamily(MixtureFamily):
     distribution_class = FullCovarianceGaussianMixture
     test_specs = ("gaussian_mixture_full:components=3",)
 
-    def layer_class(self) -> type:
-        return layer_class()
-
-    def layer(self, output_dim: int, name: str | None = None):
-        o = self.options
-        return layer_class()(output_dim, o["components"], o["scale"], o["scale_floor"], name=name)
-
-    def log_prob(self, params, y, output_dim: int):
-        return log_prob(params, y, self.options["components"], output_dim)
+    layer_factory = staticmethod(layer_class)
+    density = staticmethod(log_prob)

@@ -156,14 +156,8 @@ class StudentTMixtureFamily(MixtureFamily):
     distribution_class = StudentTMixture
     test_specs = ("student_t:components=3",)
 
-    def layer_class(self) -> type:
-        return layer_class()
+    layer_factory = staticmethod(layer_class)
+    density = staticmethod(log_prob)
 
-    def layer(self, output_dim: int, name: str | None = None):
-        o = self.options
-        return layer_class()(
-            output_dim, o["components"], o["scale"], o["scale_floor"], df_min=o["df_min"], name=name
-        )
-
-    def log_prob(self, params, y, output_dim: int):
-        return log_prob(params, y, self.options["components"], output_dim)
+    def layer_options(self) -> dict:
+        return {"df_min": self.options["df_min"]}
