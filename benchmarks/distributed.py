@@ -106,10 +106,22 @@ def main() -> None:
         for processes, devices in ((1, 1), (1, 2), (2, 1)):
             print(f"{processes} process(es) x {devices} device(s) ...", flush=True)
             results.append(measure(processes, dataset, head, args.rows, Path(folder), devices))
+    record = {"config": vars(args) | {"json": str(args.json)}, "cpus": os.cpu_count()}
+    record["results"] = results
+    print(format_table(record))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def format_table(record: dict) -> str:
+    """The Markdown table the docs show (``benchmarks/docs_tables.py``)."""
+    config, results = record["config"], record["results"]
     base = results[0]["samples_per_second"]
     lines = [
-        f"JAX backend, spiral with {args.rows:,} training rows, {args.epochs} epochs, "
-        f"global batch {args.batch_size}, {os.cpu_count()} CPU cores",
+        f"JAX backend, spiral with {config['rows']:,} training rows, {config['epochs']} epochs, "
+        f"global batch {config['batch_size']}"
+        + (f", {record['cpus']} CPU cores" if "cpus" in record else ""),
         "",
         "| processes | devices each | samples/s | vs 1 process | test NLL |",
         "|---|---|---|---|---|",
@@ -119,15 +131,7 @@ def main() -> None:
             f"| {r['processes']} | {r['devices_per_process']} | {r['samples_per_second']:,.0f} | "
             f"{r['samples_per_second'] / base:.2f}x | {r['test_nll']:.4f} |"
         )
-    print("\n".join(lines))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps(
-                {"config": vars(args) | {"json": str(args.json)}, "results": results}, indent=2
-            )
-            + "\n"
-        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Prediction speed: single-row latency and 10,000-row throughput of a trained MDN.
 
-One run of probreg's default ``mdn`` (3x256 ReLU trunk, 20 Gaussian components) on the spiral,
+One run of probreg's ``mdn`` with a 3x256 ReLU trunk and 20 Gaussian components on the spiral,
 trained for a few epochs (speed does not depend on the weights), is timed through:
 
 - ``keras``: ``load_run(...).distribution(x)``, the path ``probreg predict`` takes;
@@ -66,9 +66,6 @@ def _timed(call: Callable[[np.ndarray], object], x: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-MARKERS = ("<!-- predict-table -->", "<!-- /predict-table -->")
-
-
 def table(results: list[dict]) -> str:
     """The Markdown table, with each path's single-row speed-up over probreg 0.1's path."""
     base = results[0]["latency_ms"]
@@ -84,30 +81,12 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_docs_table(page: Path, results: list[dict]) -> None:
-    """Replace the table between the page's ``predict-table`` markers."""
-    text = page.read_text()
-    start, end = (text.index(marker) for marker in MARKERS)
-    page.write_text(text[: start + len(MARKERS[0])] + "\n" + table(results) + "\n" + text[end:])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="Write the results here.")
     parser.add_argument("--repeats", type=int, default=500, help="Single-row calls per path.")
     parser.add_argument("--rounds", type=int, default=5, help="Interleaved timing rounds.")
-    parser.add_argument(
-        "--docs", type=Path, help="Put the table of --from (or this run) into this page."
-    )
-    parser.add_argument("--from", dest="source", type=Path, help="Read results from this JSON.")
     args = parser.parse_args()
-    if args.source is not None:  # regenerate the docs table from recorded results
-        results = json.loads(args.source.read_text())["results"]
-        print(table(results))
-        if args.docs:
-            write_docs_table(args.docs, results)
-        return 0
-
     import keras
 
     from probreg import api
@@ -116,7 +95,12 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="probreg-bench-predict-"))
     print("Training a small run (a few epochs) ...", file=sys.stderr)
-    api.run("spiral:n=2000,val=500,test=500", "mdn:epochs=3", output=work / "run", quiet=True)
+    api.run(
+        "spiral:n=2000,val=500,test=500",
+        "mdn:epochs=3,hidden=256+256+256",
+        output=work / "run",
+        quiet=True,
+    )
     run = load_run(work / "run")
     onnx = OnnxModel(export_run(work / "run", work / "onnx", "onnx"))
     x = np.random.default_rng(0).uniform(-1, 1, (ROWS, 1)).astype(np.float32)
@@ -185,8 +169,6 @@ def main() -> int:
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nWrote {args.json}", file=sys.stderr)
-    if args.docs:
-        write_docs_table(args.docs, results)
     return 0
 
 

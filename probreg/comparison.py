@@ -392,7 +392,7 @@ def _published_section(dataset: Dataset, table: list[dict[str, Any]]) -> list[tu
     )
     html = (
         '<p class="note">Mean ± standard error over the splits, in the target\'s original units '
-        "(higher log-likelihood is better). Published numbers use the same splits.</p>"
+        "(higher log-likelihood is better). Each published row names its source and splits.</p>"
         f'<table id="published"><thead><tr>{"".join(f"<th>{h}</th>" for h in header)}</tr></thead>'
         f"<tbody>{html_rows}</tbody></table>"
     )

@@ -47,8 +47,9 @@ class Regressor(RegressorMixin, BaseEstimator):
         random_state: seed (or ``RandomState``) for the split, initialisation and batch order;
             ``None`` draws a fresh one at each fit.
         verbose: show the training progress bar.
-        jit_compile: XLA-compile the training step, as ``probreg run`` does; ``False`` starts
-            several times faster, which pays off for small models on small data (grid searches).
+        jit_compile: XLA-compile the training step: ``"auto"`` (as ``probreg run`` does: only
+            for runs of at least 2,000 gradient steps, where compiling pays off), ``True`` or
+            ``False``.
         trunk: a Keras layer or model, or a function returning one, that maps the inputs to
             features; the head's distribution layer sits on top. A layer or model is cloned
             (fresh weights) at every fit.
@@ -66,7 +67,7 @@ class Regressor(RegressorMixin, BaseEstimator):
         validation_fraction: float = 0.1,
         random_state: Any = None,
         verbose: bool = False,
-        jit_compile: bool = True,
+        jit_compile: bool | str = "auto",
         trunk: Any = None,
     ) -> None:
         self.head = head
@@ -146,8 +147,8 @@ class Regressor(RegressorMixin, BaseEstimator):
         )
         trunk = _trunk_factory(self.trunk, self.input_shape_)
         kwargs = {} if trunk is None else {"trunk": trunk}
-        if not self.jit_compile:  # train_head reads the recipe from head.training()
-            recipe = dataclasses.replace(head.training(), jit_compile=False)
+        if self.jit_compile != "auto":  # train_head reads the recipe from head.training()
+            recipe = dataclasses.replace(head.training(), jit_compile=bool(self.jit_compile))
             head.training = lambda: recipe
         try:
             predictor, fitted = api.train_head(head, data, seed, verbose=self.verbose, **kwargs)

@@ -33,7 +33,9 @@ class TrainingConfig:
     schedule: str = "cosine"
     patience: int = 20
     weight_decay: float = 0.0
-    jit_compile: bool = True
+    #: XLA-compile the training step: True, False or "auto" (XLA only for runs of at least
+    #: ``training.XLA_MIN_STEPS`` steps, where it repays its few seconds of compiling).
+    jit_compile: bool | str = "auto"
     steps_per_execution: int = 16
     validation_batch_size: int | None = None
 

@@ -52,7 +52,7 @@ class ProbregRegressor(BaseProbaRegressor):
         patience: int | None = None,
         validation_fraction: float = 0.1,
         random_state: Any = None,
-        jit_compile: bool = True,
+        jit_compile: bool | str = "auto",
     ) -> None:
         self.head = head
         self.sampler = sampler

@@ -179,6 +179,18 @@ def validation_batches(x: np.ndarray, y: np.ndarray):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(8192).cache()
 
 
+#: With ``jit_compile="auto"``, runs of fewer gradient steps than this skip XLA: compiling
+#: costs a few seconds, more than a short run (tests, small searches) gains from it.
+XLA_MIN_STEPS = 2000
+
+
+def uses_xla(config: TrainingConfig, steps_per_epoch: int) -> bool:
+    """Whether :func:`fit` XLA-compiles the training step for this recipe."""
+    if config.jit_compile == "auto":
+        return config.epochs * steps_per_epoch >= XLA_MIN_STEPS
+    return bool(config.jit_compile)
+
+
 def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
@@ -222,7 +234,7 @@ def fit(
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss=loss,
-        jit_compile=config.jit_compile,
+        jit_compile=uses_xla(config, steps_per_epoch),
         steps_per_execution=config.steps_per_execution,
     )
     early = keras.callbacks.EarlyStopping(

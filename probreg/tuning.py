@@ -17,9 +17,7 @@ of ``workers`` started here, else when its heartbeat goes stale).
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -33,16 +31,39 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probreg import files, plugins
+from probreg import plugins
 from probreg.api import Echo, silent, to_stderr
 from probreg.errors import ProbregError, TrainingError, UsageError
-from probreg.params import LIST_SEPARATOR, Param, parse_spec
+from probreg.params import parse_spec
+from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, _clock, summarize, write_outputs
+from probreg.tune_space import Dimension, Space, build_space, default_dimension, parse_space
+from probreg.tune_storage import HEARTBEAT, Storage, hide_password, open_storage
+
+# Names that lived here before the space, storage and report moved to their own modules.
+__all__ = [
+    "HEARTBEAT",
+    "STUDY_FILE",
+    "SUMMARY_FILE",
+    "Dimension",
+    "Space",
+    "Storage",
+    "TuneConfig",
+    "TuneResult",
+    "build_space",
+    "default_dimension",
+    "hide_password",
+    "open_storage",
+    "open_tune_dir",
+    "parse_space",
+    "summarize",
+    "tune",
+    "write_outputs",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - optuna is imported when a search starts
     import optuna
@@ -50,369 +71,10 @@ if TYPE_CHECKING:  # pragma: no cover - optuna is imported when a search starts
 
 #: Scores a study can minimise (see :mod:`probreg.metrics`).
 OBJECTIVES = ("nll", "crps", "rmse")
-#: Parameters that set a training budget rather than a model; searched only if ``space`` names
-#: them.
-BUDGET = ("epochs", "patience", "members")
-#: Floats that default to 0 but are searched on a log scale: this range.
-ZERO_DEFAULT_LOG_RANGE = {"weight_decay": (1e-5, 1.0)}
-#: How far the default search range reaches from a numeric default, down and up.
-INT_REACH = (8, 4)
-FLOAT_REACH = (10, 10)
-#: Seconds between a worker's signs of life in the storage; a trial whose worker stays silent
-#: for twice as long is marked failed.
-HEARTBEAT = 60
 #: How often a worker with nothing left to claim checks on trials running elsewhere.
 WAIT_SECONDS = 2.0
 #: What :meth:`_Search.claim` returns when the worker should score the head's defaults.
 BASELINE = object()
-STUDY_FILE = "study.db"
-SUMMARY_FILE = "tune.json"
-SPACE_USAGE = "expected name=LOW..HIGH[:log], name=A|B|C or name=VALUE, joined with commas"
-
-
-# ---------------------------------------------------------------------------------------------
-# The search space
-
-
-@dataclasses.dataclass(frozen=True)
-class Dimension:
-    """One searched parameter: a numeric range (``int``/``float``, maybe log) or choices.
-
-    Choices are spec strings (``64+64``, ``relu``), passed to the head as a spec would be.
-    """
-
-    name: str
-    kind: str  # "int", "float" or "choice"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[str, ...] = ()
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        if self.kind == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-        return trial.suggest_categorical(self.name, list(self.choices))
-
-    def contains(self, value: Any) -> bool:
-        if self.kind == "choice":
-            return value in self.choices
-        return value is not None and self.low <= value <= self.high
-
-    def describe(self) -> str:
-        """The dimension in ``--space`` syntax, e.g. ``2..30``, ``1e-04..0.01:log``, ``a|b``."""
-        if self.kind == "choice":
-            return "|".join(self.choices)
-        low, high = (f"{v:g}" for v in (self.low, self.high))
-        return f"{low}..{high}" + (":log" if self.log else "")
-
-
-@dataclasses.dataclass
-class Space:
-    """What a search varies (``dimensions``) and what it holds fixed (``fixed``: option values)."""
-
-    dimensions: dict[str, Dimension]
-    fixed: dict[str, Any]
-
-    def describe(self) -> str:
-        return ",".join(f"{n}={d.describe()}" for n, d in self.dimensions.items())
-
-
-def default_dimension(param: Param) -> Dimension | None:
-    """The default search range of one declared parameter, or ``None`` to leave it alone.
-
-    Numbers: from the default divided by :data:`INT_REACH`/:data:`FLOAT_REACH` to the default
-    times it, within the declared bounds; floats (and ints spanning 10x or more) on a log
-    scale. Choices and booleans: every value. Integer lists (layer sizes): depths 1 to the
-    default's, widths a quarter, half and all of the default's widest layer.
-    """
-    default = param.default
-    if param.required or param.name in BUDGET:
-        return None
-    if param.choices:
-        return Dimension(param.name, "choice", choices=tuple(param.choices))
-    if param.type == "bool":
-        return Dimension(param.name, "choice", choices=("true", "false"))
-    if param.type == "int" and isinstance(default, int) and default > 0:
-        low = max(1, math.ceil(default / INT_REACH[0]), _bound(param.minimum, 1))
-        high = default * INT_REACH[1]
-        if param.maximum is not None:
-            high = min(high, int(param.maximum))
-        if low >= high:
-            return None
-        return Dimension(param.name, "int", low, high, log=high >= 10 * low)
-    if param.type == "float":
-        if not default:
-            if param.name not in ZERO_DEFAULT_LOG_RANGE:
-                return None
-            low, high = ZERO_DEFAULT_LOG_RANGE[param.name]
-        else:
-            if default < 0:
-                return None
-            low, high = default / FLOAT_REACH[0], default * FLOAT_REACH[1]
-        if param.minimum is not None:
-            low = max(low, param.minimum)
-        if param.maximum is not None:
-            high = min(high, param.maximum)
-        if not 0 < low < high:
-            return None
-        return Dimension(param.name, "float", low, high, log=True)
-    if param.type == "ints" and default:
-        widest, depth = max(default), len(default)
-        widths = sorted({max(1, widest // 4), max(1, widest // 2), widest})
-        widths = [w for w in widths if w >= _bound(param.minimum, 1)]
-        choices = [
-            LIST_SEPARATOR.join([str(width)] * layers)
-            for layers in range(1, depth + 1)
-            for width in widths
-        ]
-        return Dimension(param.name, "choice", choices=tuple(choices)) if choices else None
-    return None
-
-
-def _bound(value: float | None, fallback: int) -> int:
-    return fallback if value is None else math.ceil(value)
-
-
-def parse_space(text: str | None, params: Sequence[Param], owner: str) -> dict[str, Any]:
-    """Parse ``--space``: each item is a :class:`Dimension` (range or choices) or a fixed value.
-
-    ``components=2..30,learning_rate=1e-4..1e-2:log,hidden=64+64|256+256+256,scale=exp``.
-    Every value is checked against the parameter's declaration; bad syntax, unknown names and
-    empty ranges are one-line :class:`UsageError` s.
-    """
-    if text is None:
-        return {}
-    declared = {p.name: p for p in params}
-    if not text.strip():
-        raise UsageError(f"--space is empty; {SPACE_USAGE}")
-    entries: dict[str, Any] = {}
-    for raw_item in text.split(","):
-        item = raw_item.strip()
-        name, eq, value = (part.strip() for part in item.partition("="))
-        if not eq or not name or not value:
-            raise UsageError(f"malformed --space item '{item}': {SPACE_USAGE}")
-        if name not in declared:
-            raise UsageError(
-                f"unknown parameter '{name}' in --space for {owner}; allowed parameters: "
-                + ", ".join(declared)
-            )
-        if name in entries:
-            raise UsageError(f"--space gives '{name}' twice")
-        entries[name] = _parse_entry(declared[name], value, owner)
-    return entries
-
-
-def _parse_entry(param: Param, value: str, owner: str) -> Any:
-    where = f"--space {param.name}={value}"
-    log = value.endswith(":log")
-    if log:
-        value = value[: -len(":log")].strip()
-    if ".." in value:
-        if param.type not in ("int", "float") or param.choices:
-            raise UsageError(
-                f"{where}: a LOW..HIGH range needs a number parameter; '{param.name}' is "
-                f"{param.describe_type()}, so list choices with |"
-            )
-        low_text, _, high_text = value.partition("..")
-        if not low_text.strip() or not high_text.strip():
-            raise UsageError(f"{where}: a range needs both ends, LOW..HIGH")
-        low, high = param.parse(low_text, owner), param.parse(high_text, owner)
-        if low > high:
-            raise UsageError(
-                f"{where}: empty range, the low end {low:g} is above the high end {high:g}"
-            )
-        if log and low <= 0:
-            raise UsageError(f"{where}: a :log range must be above 0")
-        if low == high:
-            return low
-        return Dimension(param.name, param.type, low, high, log=log)
-    if log:
-        raise UsageError(f"{where}: ':log' only applies to a LOW..HIGH range")
-    if "|" in value:
-        parts = [part.strip() for part in value.split("|")]
-        if any(not part for part in parts):
-            raise UsageError(f"{where}: empty choice; list choices as A|B|C")
-        choices = [param.format(param.parse(part, owner)) for part in parts]
-        if len(set(choices)) != len(choices):
-            raise UsageError(f"{where}: a choice is listed twice")
-        return Dimension(param.name, "choice", choices=tuple(choices))
-    return param.parse(value, owner)
-
-
-def build_space(head: str, space: str | None, epochs: int | None = None) -> Space:
-    """The search space for a head spec: defaults from its declared parameters, minus the
-    options the spec sets (those stay fixed), overridden by ``space`` (which may also search or
-    change an option the spec sets: the spec's value is then the baseline)."""
-    base = plugins.create("head", head)
-    params = type(base).params
-    given = set(parse_spec(head, "head")[1]) if isinstance(head, str) else set()
-    if epochs is not None:
-        given.add("epochs")
-    entries = parse_space(space, params, f"head '{base.name}'")
-    dimensions: dict[str, Dimension] = {}
-    fixed: dict[str, Any] = {}
-    for param in params:
-        entry = entries.get(param.name)
-        if isinstance(entry, Dimension):
-            dimensions[param.name] = entry
-        elif param.name in entries:
-            fixed[param.name] = entry
-        elif param.name not in given:
-            found = default_dimension(param)
-            if found is not None:
-                dimensions[param.name] = found
-    if not dimensions:
-        raise UsageError(
-            f"nothing to search: every parameter of head '{base.name}' is fixed; "
-            "name a range in --space"
-        )
-    return Space(dimensions, fixed)
-
-
-# ---------------------------------------------------------------------------------------------
-# Storage
-
-
-@dataclasses.dataclass
-class Storage:
-    """An opened Optuna storage, the URL to show (no password) and the lock workers share."""
-
-    optuna: Any
-    url: str
-    shown: str
-    lock: Callable[[str], contextlib.AbstractContextManager]
-
-
-def hide_password(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and files)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def open_storage(url: str, heartbeat: int = HEARTBEAT) -> Storage:
-    """Open (and create the tables of) an Optuna RDB storage; bad URLs and unreachable
-    databases are one-line :class:`UsageError` s naming the URL without its password."""
-    import optuna
-    import sqlalchemy.exc
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise UsageError(
-            f"bad storage URL '{hide_password(url)}': expected e.g. sqlite:///tune.db or "
-            "postgresql://user:password@host:5432/database"
-        ) from None
-    shown = parsed.render_as_string(hide_password=True)
-    backend = parsed.get_backend_name()
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if backend == "sqlite":
-        if parsed.database:
-            folder = Path(parsed.database).resolve().parent
-            if not folder.is_dir():
-                raise UsageError(f"cannot open storage '{shown}': folder '{folder}' does not exist")
-        engine_kwargs["connect_args"] = {"timeout": 120}
-    elif backend == "postgresql":
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    lock_file = Path(parsed.database or "memory").with_suffix(".lock")
-    try:
-        # One process at a time creates the tables: concurrent creation collides.
-        with _schema_lock(backend, url, engine_kwargs, lock_file), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=2 * heartbeat,
-            )
-    except ImportError as error:
-        cause = error.__cause__ or error
-        driver = getattr(cause, "name", None) or parsed.get_driver_name()
-        hint = "; install it with pip install 'psycopg[binary]'" if driver == "psycopg" else ""
-        raise UsageError(
-            f"cannot open storage '{shown}': its database driver ({driver}) is not installed{hint}"
-        ) from None
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise UsageError(
-            f"bad storage URL '{shown}': unknown database type '{parsed.drivername}'; use "
-            "sqlite:///FILE or postgresql://user:password@host:port/database"
-        ) from None
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
-        reason = _one_line(getattr(error, "orig", None) or error.__cause__ or error, parsed)
-        raise UsageError(f"cannot connect to storage '{shown}': {reason}") from None
-    except ValueError as error:
-        raise UsageError(f"bad storage URL '{shown}': {_one_line(error, parsed)}") from None
-    if backend == "sqlite":
-        lock = _file_lock(lock_file)
-    elif backend == "postgresql":
-        lock = _advisory_lock(storage.engine)
-    else:  # best effort: no cross-process lock
-        lock = lambda study: contextlib.nullcontext()  # noqa: E731
-    return Storage(storage, url, shown, lock)
-
-
-@contextlib.contextmanager
-def _schema_lock(backend: str, url: str, engine_kwargs: dict, lock_file: Path) -> Iterator[None]:
-    if backend == "sqlite":
-        with _file_lock(lock_file)("schema"):
-            yield
-    elif backend == "postgresql":
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(url, **engine_kwargs)
-        try:
-            with _advisory_lock(engine)("schema"):
-                yield
-        finally:
-            engine.dispose()
-    else:
-        yield
-
-
-def _one_line(error: Any, parsed: Any) -> str:
-    text = " ".join(str(error).split())
-    if parsed.password:
-        text = text.replace(str(parsed.password), "***")
-    return text[:300] or type(error).__name__
-
-
-def _file_lock(path: Path) -> Callable[[str], contextlib.AbstractContextManager]:
-    @contextlib.contextmanager
-    def lock(study: str) -> Iterator[None]:
-        import fcntl
-
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    return lock
-
-
-def _advisory_lock(engine: Any) -> Callable[[str], contextlib.AbstractContextManager]:
-    from sqlalchemy import text
-
-    @contextlib.contextmanager
-    def lock(study: str) -> Iterator[None]:
-        key = zlib.crc32(f"probreg-tune:{study}".encode())
-        with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            connection.commit()
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                connection.commit()
-
-    return lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,13 +516,6 @@ class _Progress:
         )
 
 
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = round(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -1084,266 +739,6 @@ def _command(config: TuneConfig, workers: int) -> str:
         words += ["--pruner", config.pruner]
     words += ["--study", config.study]
     return shlex.join(words)
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-
-
-def summarize(search: _Search, seconds: float, command: str) -> dict[str, Any]:
-    """The study as data: counts, best and default trials, the time pruning saved, the trials."""
-    from optuna.trial import TrialState
-
-    from probreg.api import versions
-
-    trials = search.study.get_trials(deepcopy=False)
-    counts = search.counts()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    best = min(complete, key=lambda t: t.value) if complete else None
-    default = next((t for t in trials if t.user_attrs.get("default")), None)
-    full = [t.user_attrs.get("seconds") for t in complete if t.user_attrs.get("seconds")]
-    typical = float(np.median(full)) if full else None
-    spent = sum(t.user_attrs.get("seconds", 0.0) for t in trials)
-    saved = (
-        sum(max(0.0, typical - t.user_attrs.get("seconds", 0.0)) for t in pruned) if typical else 0
-    )
-    return {
-        "study": search.config.study,
-        "problem": search.problem(),
-        "trials": counts,
-        "target_trials": search.config.trials,
-        "best": None
-        if best is None
-        else {
-            "number": best.number,
-            "value": best.value,
-            "spec": best.user_attrs.get("spec"),
-            "params": best.params,
-        },
-        "default": _default_record(default, search),
-        "pruning": {
-            "pruner": search.config.pruner,
-            "pruned": len(pruned),
-            "training_seconds": round(spent, 1),
-            "saved_seconds": round(saved, 1),
-            "saved_fraction": round(saved / (spent + saved), 3) if spent + saved > 0 else 0.0,
-        },
-        "seconds": round(seconds, 1),
-        "command": command,
-        "versions": versions(),
-        "table": [_trial_row(t) for t in trials],
-    }
-
-
-def _default_record(trial, search: _Search) -> dict[str, Any] | None:
-    """The head's defaults' validation score: trial ``number``, or a separate baseline."""
-    if trial is not None and trial.state.name == "COMPLETE":
-        return {"number": trial.number, "value": trial.value, "spec": search.head.spec}
-    baseline = search.study.user_attrs.get("baseline")
-    if baseline and baseline.get("value") is not None:
-        return {"number": None, **baseline}
-    return None
-
-
-def _trial_row(trial) -> dict[str, Any]:
-    return {
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "value": trial.value if trial.state.name == "COMPLETE" else None,
-        "seconds": trial.user_attrs.get("seconds"),
-        "epochs": trial.user_attrs.get("epochs"),
-        "pruned_at_epoch": trial.user_attrs.get("pruned_at_epoch"),
-        "worker": trial.user_attrs.get("worker"),
-        "default": bool(trial.user_attrs.get("default")),
-        "error": trial.user_attrs.get("error"),
-        "params": dict(trial.params),
-        "spec": trial.user_attrs.get("spec"),
-    }
-
-
-def write_outputs(tune_dir: Path, search: _Search, summary: dict[str, Any]) -> None:
-    """``best_spec.txt``, ``trials.csv``, the pictures, ``report.md``/``report.html`` and
-    ``tune.json`` (last), each written atomically."""
-    if summary["best"]:
-        files.write_text(tune_dir / "best_spec.txt", summary["best"]["spec"] + "\n")
-    files.write_text(tune_dir / "trials.csv", _trials_csv(summary, list(search.space.dimensions)))
-    pictures = _pictures(tune_dir, search.study)
-    summary["pictures"] = pictures
-    markdown, html = _report(summary, search, pictures, tune_dir)
-    files.write_text(tune_dir / "report.md", markdown)
-    files.write_text(tune_dir / "report.html", html)
-    files.write_json(tune_dir / SUMMARY_FILE, summary)
-
-
-def _trials_csv(summary: dict[str, Any], names: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    head = ["number", "state", summary["problem"]["metric"], "seconds", "epochs", "pruned_at"]
-    writer.writerow([*head, *names, "default", "worker", "spec", "error"])
-    for row in summary["table"]:
-        writer.writerow(
-            [
-                row["number"],
-                row["state"],
-                "" if row["value"] is None else f"{row['value']:.6g}",
-                row["seconds"] if row["seconds"] is not None else "",
-                row["epochs"] if row["epochs"] is not None else "",
-                row["pruned_at_epoch"] or "",
-                *[row["params"].get(name, "") for name in names],
-                "yes" if row["default"] else "",
-                row["worker"] or "",
-                row["spec"] or "",
-                row["error"] or "",
-            ]
-        )
-    return buffer.getvalue()
-
-
-def _pictures(tune_dir: Path, study: Any) -> list[str]:
-    """Optuna's optimisation history and parameter importances, as PNGs."""
-    import optuna
-
-    from probreg import plots
-
-    drawn = []
-    makers = {
-        "history.png": optuna.visualization.matplotlib.plot_optimization_history,
-        "importance.png": optuna.visualization.matplotlib.plot_param_importances,
-    }
-    for name, maker in makers.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = maker(study)
-            figure = axes.figure
-            figure.set_size_inches(8, 4.5)
-            figure.tight_layout()
-            files.write_with(tune_dir / name, lambda path, f=figure: f.savefig(path, dpi=100))
-            plots.plt.close(figure)
-            drawn.append(name)
-        except Exception:  # too few trials for importances, for example
-            plots.plt.close("all")
-    return drawn
-
-
-def _report(
-    summary: dict[str, Any], search: _Search, pictures: list[str], tune_dir: Path
-) -> tuple[str, str]:
-    import base64
-
-    from probreg.report import CSS
-
-    problem = summary["problem"]
-    metric = problem["metric"]
-    counts, pruning, best = summary["trials"], summary["pruning"], summary["best"]
-    sentence = (
-        f"{counts['finished']} trials finished ({counts['complete']} complete, "
-        f"{counts['pruned']} pruned), {counts['failed']} failed; "
-        f"{_clock(pruning['training_seconds'])} of training in all."
-    )
-    if best:
-        sentence += f" Best validation {metric}: {best['value']:.4f} (trial {best['number']})"
-        if summary["default"]:
-            default = summary["default"]
-            where = "baseline" if default["number"] is None else f"trial {default['number']}"
-            sentence += (
-                f"; the head's defaults ({where}): {default['value']:.4f}, "
-                f"{default['value'] - best['value']:.4f} worse"
-            )
-        sentence += "."
-    if pruning["pruned"]:
-        sentence += (
-            f" Pruning stopped {pruning['pruned']} trials early and saved about "
-            f"{_clock(pruning['saved_seconds'])} of training "
-            f"({100 * pruning['saved_fraction']:.0f}%)."
-        )
-    run_command = (
-        shlex.join(["probreg", "run", "--dataset", problem["dataset"], "--head", best["spec"]])
-        if best
-        else ""
-    )
-    names = list(search.space.dimensions)
-    ranked = sorted(
-        (row for row in summary["table"] if row["value"] is not None), key=lambda r: r["value"]
-    )[:15]
-    header = ["#", "trial", metric, *names, "seconds"]
-    rows = [
-        [
-            str(i),
-            str(row["number"]) + (" (default)" if row["default"] else ""),
-            f"{row['value']:.4f}",
-            *[_cell(row["params"].get(name)) for name in names],
-            f"{row['seconds']:.1f}" if row["seconds"] is not None else "–",
-        ]
-        for i, row in enumerate(ranked, start=1)
-    ]
-    space_rows = [
-        [name, dim.describe(), _cell(best["params"].get(name)) if best else "–"]
-        for name, dim in search.space.dimensions.items()
-    ]
-    title = f"Tuning {problem['head']} on {problem['dataset']}"
-    md = [f"# {title}", "", sentence, ""]
-    if best:
-        md += ["Best spec:", "", "```", best["spec"], "```", "", "```bash", run_command, "```", ""]
-    md += ["## Search space", "", "| parameter | searched | best |", "|---|---|---|"]
-    md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in space_rows]
-    md += ["", f"## Best trials (validation {metric}, lower is better)", ""]
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in rows]
-    md += [""] + [f"![{name}]({name})" for name in pictures]
-    md += ["", "## Reproduce", "", "```bash", summary["command"], "```", ""]
-    md += [
-        f"Validation rows only ({', '.join(problem['replicates'])}); test rows never enter the "
-        f"objective. Study '{summary['study']}' in {summary['storage']}.",
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in summary["versions"].items()),
-        "",
-    ]
-
-    def table(head: list[str], body: list[list[str]]) -> str:
-        return (
-            "<table><thead><tr>"
-            + "".join(f"<th>{escape(h)}</th>" for h in head)
-            + "</tr></thead><tbody>"
-            + "".join(
-                "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in body
-            )
-            + "</tbody></table>"
-        )
-
-    figures = "".join(
-        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode((tune_dir / name).read_bytes()).decode("ascii")}"></figure>'
-        for name in pictures
-    )
-    best_html = (
-        f"<p>Best spec:</p><pre>{escape(best['spec'])}</pre><pre>{escape(run_command)}</pre>"
-        if best
-        else ""
-    )
-    html = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}'
-        f"</title><style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
-        f"<p>{escape(sentence)}</p>{best_html}<h2>Search space</h2>"
-        + table(["parameter", "searched", "best"], space_rows)
-        + f"<h2>Best trials (validation {escape(metric)}, lower is better)</h2>"
-        + table(header, rows)
-        + figures
-        + f"<h2>Reproduce</h2><pre>{escape(summary['command'])}</pre>"
-        f'<p class="note">Validation rows only ({escape(", ".join(problem["replicates"]))}); '
-        f"test rows never enter the objective. Study '{escape(summary['study'])}' in "
-        f"{escape(summary['storage'])}.</p></body></html>\n"
-    )
-    return "\n".join(md), html
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _worker_main() -> int:

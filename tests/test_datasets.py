@@ -183,6 +183,9 @@ def test_uci_compare_over_splits_reports_published_numbers(uci_folder, tmp_path)
     assert result.table[0]["nll_se"] is not None
     page = (tmp_path / "report" / "report.html").read_text()
     assert 'id="published"' in page and "MC dropout" in page and "-2.93 ± 0.02" in page
+    # Every published method for the set, with its source and split protocol.
+    assert "WGBoost" in page and "-2.83 ± 0.11" in page and "own random 90/10 splits" in page
+    assert "DVI" in page and "-3.06 ± 0.01" in page
 
 
 @pytest.mark.parametrize(

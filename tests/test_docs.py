@@ -199,3 +199,15 @@ def test_every_python_block_in_the_docs_runs(page, tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env
     )
     assert done.returncode == 0, f"{page.name}: {done.stderr[-3000:]}"
+
+
+def test_benchmark_tables_in_the_docs_are_generated_from_their_json():
+    """Every table between ``<!-- NAME -->`` markers equals what benchmarks/docs_tables.py
+    makes from benchmarks/results/*.json, so a page cannot disagree with its numbers."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "docs_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

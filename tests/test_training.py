@@ -46,3 +46,22 @@ def test_weight_decay_shrinks_the_weights():
     # 300 training rows, batch 128, 5 epochs: 15 steps, each shrinking every weight by
     # learning rate 1e-3 x decay 50 = 5%, so 0.95^15 = 0.46 before the gradients push back.
     assert kernel_norm(50.0) < 0.7 * kernel_norm(0.0)
+
+
+def test_xla_compiles_long_runs_only_unless_told():
+    import dataclasses
+
+    from probreg import plugins
+    from probreg.training import XLA_MIN_STEPS, uses_xla
+
+    recipe = plugins.create("head", "mdn").training()
+    assert recipe.jit_compile == "auto"
+    steps = XLA_MIN_STEPS // recipe.epochs  # steps per epoch just below and at the threshold
+    assert not uses_xla(recipe, steps - 1) and uses_xla(recipe, steps + 1)
+    assert uses_xla(dataclasses.replace(recipe, jit_compile=True), 1)
+    assert not uses_xla(dataclasses.replace(recipe, jit_compile=False), 10**6)
+    # A short run really trains without XLA (the compiled model says so).
+    short = api.run(
+        "spiral:n=300,val=60,test=60", "mdn:hidden=8,components=2,epochs=2", write=False, quiet=True
+    )
+    assert short.model.jit_compile is False

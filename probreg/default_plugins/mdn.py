@@ -29,8 +29,8 @@ class MDN(FamilyHead):
             minimum=1,
             maximum=50,
         ),
-        *trunk_params(hidden=(256, 256, 256), activation="relu"),
-        *training_params(epochs=150, batch_size=128, learning_rate=3e-3, patience=50),
+        *trunk_params(hidden=(128, 128, 128), activation="relu"),
+        *training_params(epochs=200, batch_size=128, learning_rate=3e-3, patience=50),
     )
     params = family_head_params(own_params, GaussianMixtureFamily, default_family)
     test_specs = (

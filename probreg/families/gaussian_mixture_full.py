@@ -22,6 +22,7 @@ import numpy as np
 from scipy import special
 
 from probreg.distributions.base import Distribution
+from probreg.distributions.mixture import MixtureShape
 from probreg.errors import UsageError
 from probreg.families.base import Layout, MixtureFamily, mixture_layer
 from probreg.families.gaussian_mixture import GaussianMixture, scale_params
@@ -93,7 +94,7 @@ def _tril(scales: np.ndarray, lower: np.ndarray | None) -> np.ndarray:
     return tril
 
 
-class FullCovarianceGaussianMixture(Distribution):
+class FullCovarianceGaussianMixture(MixtureShape, Distribution):
     """``n`` mixtures of ``K`` Gaussians over ``R^d``, each with a full covariance ``L L^T``.
 
     Args:
@@ -131,22 +132,6 @@ class FullCovarianceGaussianMixture(Distribution):
         blocks = rows.unpack(packed)
         tril = _tril(blocks["scales"], blocks.get("lower"))
         return cls(blocks["log_weights"], blocks["means"], tril)
-
-    @property
-    def batch_size(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def event_dim(self) -> int:
-        return self.means.shape[2]
-
-    @property
-    def components(self) -> int:
-        return self.means.shape[1]
-
-    @property
-    def weights(self) -> np.ndarray:
-        return np.exp(self.log_weights)
 
     def component_covariance(self) -> np.ndarray:
         """``L L^T`` of every component, ``(n, K, d, d)``."""
