@@ -126,6 +126,10 @@ class Regressor(RegressorMixin, BaseEstimator):
         if y_names is None:
             y_names = ["y"] if y.shape[1] == 1 else [f"y{j}" for j in range(y.shape[1])]
         x_names = _x_names(getattr(self, "feature_names_in_", None), X)
+        if self.jit_compile not in (True, False, "auto"):
+            raise EstimatorError(
+                f"jit_compile must be True, False or 'auto', not {self.jit_compile!r}"
+            )
         fraction = self.validation_fraction
         if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
             raise EstimatorError(f"validation_fraction must lie between 0 and 1, not {fraction!r}")
@@ -148,7 +152,7 @@ class Regressor(RegressorMixin, BaseEstimator):
         trunk = _trunk_factory(self.trunk, self.input_shape_)
         kwargs = {} if trunk is None else {"trunk": trunk}
         if self.jit_compile != "auto":  # train_head reads the recipe from head.training()
-            recipe = dataclasses.replace(head.training(), jit_compile=bool(self.jit_compile))
+            recipe = dataclasses.replace(head.training(), jit_compile=self.jit_compile)
             head.training = lambda: recipe
         try:
             predictor, fitted = api.train_head(head, data, seed, verbose=self.verbose, **kwargs)

@@ -23,7 +23,8 @@ STUDY_FILE = "study.db"
 SUMMARY_FILE = "tune.json"
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """``seconds`` as ``12m05s`` (``?`` when unknown)."""
     if not math.isfinite(seconds):
         return "?"
     seconds = round(seconds)
@@ -180,7 +181,7 @@ def _report(
     sentence = (
         f"{counts['finished']} trials finished ({counts['complete']} complete, "
         f"{counts['pruned']} pruned), {counts['failed']} failed; "
-        f"{_clock(pruning['training_seconds'])} of training in all."
+        f"{clock(pruning['training_seconds'])} of training in all."
     )
     if best:
         sentence += f" Best validation {metric}: {best['value']:.4f} (trial {best['number']})"
@@ -195,7 +196,7 @@ def _report(
     if pruning["pruned"]:
         sentence += (
             f" Pruning stopped {pruning['pruned']} trials early and saved about "
-            f"{_clock(pruning['saved_seconds'])} of training "
+            f"{clock(pruning['saved_seconds'])} of training "
             f"({100 * pruning['saved_fraction']:.0f}%)."
         )
     run_command = (

@@ -40,11 +40,12 @@ from probreg import plugins
 from probreg.api import Echo, silent, to_stderr
 from probreg.errors import ProbregError, TrainingError, UsageError
 from probreg.params import parse_spec
-from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, _clock, summarize, write_outputs
+from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, clock, summarize, write_outputs
 from probreg.tune_space import Dimension, Space, build_space, default_dimension, parse_space
 from probreg.tune_storage import HEARTBEAT, Storage, hide_password, open_storage
 
-# Names that lived here before the space, storage and report moved to their own modules.
+# The public names, including those defined before the space, storage and report moved to
+# tune_space, tune_storage and tune_report (importing them from here keeps working).
 __all__ = [
     "HEARTBEAT",
     "STUDY_FILE",
@@ -512,7 +513,7 @@ class _Progress:
             best_text = "no complete trial yet"
         self.say(
             f"{self.prefix}[{done}/{self.total}] trial {number} {what} | {best_text} | "
-            f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}"
+            f"{clock(elapsed)} elapsed, ETA {clock(eta)}"
         )
 
 

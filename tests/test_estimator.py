@@ -183,6 +183,8 @@ def test_bad_inputs_are_one_line_errors():
         Regressor(TINY, validation_fraction=1.5).fit(X[["x"]], y)
     with pytest.raises(EstimatorError, match="unknown head"):
         Regressor("nope").fit(X[["x"]], y)
+    with pytest.raises(EstimatorError, match="jit_compile must be True, False or 'auto'"):
+        Regressor(TINY, jit_compile="xla").fit(X[["x"]], y)
 
 
 @pytest.mark.slow

@@ -56,7 +56,7 @@ def test_xla_compiles_long_runs_only_unless_told():
 
     recipe = plugins.create("head", "mdn").training()
     assert recipe.jit_compile == "auto"
-    steps = XLA_MIN_STEPS // recipe.epochs  # steps per epoch just below and at the threshold
+    steps = XLA_MIN_STEPS // recipe.epochs  # steps per epoch around the threshold
     assert not uses_xla(recipe, steps - 1) and uses_xla(recipe, steps + 1)
     assert uses_xla(dataclasses.replace(recipe, jit_compile=True), 1)
     assert not uses_xla(dataclasses.replace(recipe, jit_compile=False), 10**6)
