@@ -22,6 +22,7 @@ log-mass is the honest score.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -75,6 +76,14 @@ def main() -> None:
     parser.add_argument("--splits", help="comma-separated split numbers (default: all)")
     parser.add_argument("--tune-scale", type=float, default=1.0, help="multiplies tune budgets")
     parser.add_argument("--jobs", type=int, default=2, help="data sets run at once")
+    parser.add_argument(
+        "--backend",
+        choices=("jax", "tensorflow"),
+        default=os.environ.get("KERAS_BACKEND")
+        or ("jax" if importlib.util.find_spec("jax") else "tensorflow"),
+        help="Keras backend of the runs (default: $KERAS_BACKEND, else jax where installed: "
+        "2-3x faster per step than TensorFlow for these small networks on a CPU)",
+    )
     parser.add_argument("--reports", type=Path, default=Path("reports/uci"))
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -100,7 +109,7 @@ def run_all(args: argparse.Namespace) -> dict:
     forwarded += ["--reports", str(args.reports)]
     if args.splits:
         forwarded += ["--splits", args.splits]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": args.backend}
 
     def child(name: str) -> dict:
         command = [sys.executable, __file__, "--child", name, *forwarded]
@@ -122,7 +131,7 @@ def run_all(args: argparse.Namespace) -> dict:
         "rows": [row for name in names for row in done[name]["rows"]],
         "sets": [done[name]["set"] for name in names],
         "total_seconds": round(time.perf_counter() - start, 1),
-        "machine": machine(),
+        "machine": machine(args.backend),
     }
 
 
@@ -184,7 +193,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     return {"rows": rows, "set": summary}
 
 
-def machine() -> dict:
+def machine(backend: str) -> dict:
     import keras
 
     return {
@@ -192,7 +201,7 @@ def machine() -> dict:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "keras": keras.__version__,
-        "backend": keras.backend.backend(),
+        "backend": backend,
     }
 
 

@@ -47,9 +47,9 @@ class Regressor(RegressorMixin, BaseEstimator):
         random_state: seed (or ``RandomState``) for the split, initialisation and batch order;
             ``None`` draws a fresh one at each fit.
         verbose: show the training progress bar.
-        jit_compile: XLA-compile the training step: ``"auto"`` (as ``probreg run`` does: only
-            for runs of at least 2,000 gradient steps, where compiling pays off), ``True`` or
-            ``False``.
+        jit_compile: XLA-compile the training step: ``"auto"`` (as ``probreg run`` does: always
+            on JAX; on TensorFlow only for runs of at least 2,000 gradient steps, where
+            compiling pays off), ``True`` or ``False``.
         trunk: a Keras layer or model, or a function returning one, that maps the inputs to
             features; the head's distribution layer sits on top. A layer or model is cloned
             (fresh weights) at every fit.

@@ -33,8 +33,8 @@ class TrainingConfig:
     schedule: str = "cosine"
     patience: int = 20
     weight_decay: float = 0.0
-    #: XLA-compile the training step: True, False or "auto" (XLA only for runs of at least
-    #: ``training.XLA_MIN_STEPS`` steps, where it repays its few seconds of compiling).
+    #: XLA-compile the training step: True, False or "auto" (always on JAX; on TensorFlow only
+    #: for runs of at least ``training.XLA_MIN_STEPS`` steps: :func:`training.uses_xla`).
     jit_compile: bool | str = "auto"
     steps_per_execution: int = 16
     validation_batch_size: int | None = None

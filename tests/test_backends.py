@@ -96,6 +96,19 @@ def test_the_in_process_backend_matches_the_probe(weights_file):
 
 
 @needs_jax
+def test_auto_compiles_even_a_one_step_run_on_jax():
+    """Uncompiled JAX runs op by op (many times slower), so "auto" always compiles there."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    probe = (
+        "from probreg import plugins, training; "
+        "print(training.uses_xla(plugins.create('head', 'mdn').training(), 1))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "True"
+
+
+@needs_jax
 def test_a_whole_run_and_predict_on_jax(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "run"

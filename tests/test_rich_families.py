@@ -252,6 +252,32 @@ def test_spline_draws_follow_its_cdf_and_keras_matches_numpy():
     np.testing.assert_allclose(far, stats.norm.logpdf(y + 50.0).sum(axis=1), rtol=1e-5)
 
 
+def test_spline_bin_floor_is_a_parameter_and_old_layers_keep_theirs():
+    from probreg.errors import UsageError
+    from probreg.families.spline import SAVED_MIN_BIN, layer_class
+
+    def smallest_share(layer):
+        layer.build((None, 4))
+        for weight in layer.weights:  # push one bin's width and height logits far down
+            weight.assign(np.zeros(weight.shape, "float32"))
+        bias = keras.ops.convert_to_numpy(layer.weights[-1])
+        bias[[0, 8]] = -1e4  # bin 0 of the widths block and of the heights block (bins=8)
+        layer.weights[-1].assign(bias)
+        out = keras.ops.convert_to_numpy(layer(np.zeros((1, 4), "float32")))
+        return out[0, 0] / (2 * layer.bound), out[0, 8] / (2 * layer.bound)
+
+    family = plugins.create("family", "spline:bins=8,min_bin=1e-6")
+    new = family.layer(1)
+    assert new.get_config()["min_bin"] == 1e-6
+    np.testing.assert_allclose(smallest_share(new), 1e-6, rtol=1e-3)
+    # A layer saved before min_bin existed (no such key in its config) keeps the old 1e-3 floor.
+    config = {k: v for k, v in new.get_config().items() if k != "min_bin"}
+    old = layer_class().from_config(config)
+    np.testing.assert_allclose(smallest_share(old), SAVED_MIN_BIN, rtol=1e-3)
+    with pytest.raises(UsageError, match="bins x min_bin must be below 1"):
+        plugins.create("family", "spline:bins=200,min_bin=0.01")
+
+
 # ---- ensembles and end to end ----------------------------------------------------------------
 
 
