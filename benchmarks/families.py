@@ -53,6 +53,7 @@ CASES = {
     "spiral": [
         ("spiral", "mdn:family=spline"),
         ("spiral", "mdn:family=spline,learning_rate=0.001"),
+        ("spiral", "mdn:family=spline,bins=16,learning_rate=0.001"),
         ("spiral", "mdn:family=gaussian_mixture"),
     ],
     "bishop": [
