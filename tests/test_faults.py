@@ -114,6 +114,9 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        # A suite started in the background (`pytest &`) ignores SIGINT, and children inherit
+        # that; restore the default so Ctrl-C reaches the child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
     deadline = time.time() + 120
     seen = ""

@@ -39,6 +39,9 @@ def _probreg(*args: str, **popen) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A suite started in the background (`pytest &`) ignores SIGINT, and children inherit
+        # that; restore the default so the Ctrl-C tests can interrupt the child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
         **popen,
     )
 
