@@ -239,6 +239,11 @@ def run(
     say = echo or (silent if quiet else to_stderr)
     check_seed(seed)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
+    if layout is not None and layout.process_count > 1 and calibrating.monitor != "nll":
+        raise UsageError(
+            f"--monitor {calibrating.monitor} needs a single process (--distributed "
+            "processes each score only their own validation rows); use --monitor nll"
+        )
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
         write, say = False, silent
@@ -453,6 +458,9 @@ def evaluate_and_save(
         "bayes_gap": None if bayes is None else scores["nll"] - bayes,
         "versions": versions(),
     }
+    selected = postfit.selected_scores(predictor, fitted, data)  # --monitor nll,rmse
+    if selected:
+        metrics["selected"] = selected
     result = RunResult(metrics, data, predictor, distribution, samples, fitted.history, run_dir)
     postfit.after_fit(calibrating, result, cal_rows, run_dir)  # reliability, recalibration...
     if run_dir is not None:

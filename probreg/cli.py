@@ -54,12 +54,26 @@ CONFORMAL = click.option(
     help="Hold out this share of the training rows to calibrate conformal intervals and "
     "regions (e.g. 0.2); report them and save the rows for predict --intervals.",
 )
+
+
+def _check_monitor(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from probreg.errors import UsageError
+    from probreg.postfit import monitor_names  # numpy only, no TensorFlow
+
+    try:
+        return ",".join(monitor_names(value))
+    except UsageError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 MONITOR = click.option(
     "--monitor",
-    type=click.Choice(MONITORS),
     default="nll",
     show_default=True,
-    help="Validation score for early stopping and the best epoch.",
+    callback=_check_monitor,
+    help=f"Validation score for early stopping and the best epoch: {', '.join(MONITORS)}. "
+    "Several, e.g. nll,rmse: the first picks the kept weights, training runs until none "
+    "improves, and metrics.json adds the test scores at each other score's best epoch.",
 )
 
 

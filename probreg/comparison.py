@@ -373,6 +373,16 @@ def _published_section(dataset: Dataset, table: list[dict[str, Any]]) -> list[tu
         )
         for row in table
     ]
+    rows += [  # --monitor nll,rmse: the same runs at another score's best validation epoch
+        (
+            f"probreg {row['head']}, epoch of best validation {name}",
+            cell(at["nll"], at["nll_se"], -1),
+            cell(at["nll"], at["nll_se"]),
+            cell(at["rmse"], at["rmse_se"]),
+        )
+        for row in table
+        for name, at in (row.get("selected") or {}).items()
+    ]
     rows += [
         (
             ref["method"],
@@ -430,6 +440,7 @@ def _run_row(
         "status": metrics["status"],
         "recalibrated": metrics.get("recalibrated"),
         "conformal": metrics.get("conformal"),
+        "selected": metrics.get("selected"),
         "run_dir": None
         if result.run_dir is None or report_dir is None
         else str(Path(result.run_dir).relative_to(report_dir)),
@@ -453,8 +464,23 @@ def _aggregate(labels: Sequence[str], runs: list[dict[str, Any]]) -> list[dict[s
             [run["train_seconds"] for run in mine]
         )
         row["parameters"] = mine[0]["parameters"]
+        row["selected"] = _aggregate_selected(mine)
         rows.append(row)
     return rows
+
+
+def _aggregate_selected(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean and standard error of the test scores at each further monitored score's best epoch
+    (``--monitor nll,rmse``), for the scores every replicate has."""
+    names = set.intersection(*(set(run.get("selected") or {}) for run in runs))
+    selected = {}
+    for name in sorted(names):
+        scores = [run["selected"][name]["test"] for run in runs]
+        row: dict[str, Any] = {}
+        for key in METRICS:
+            row[key], row[f"{key}_se"] = mean_and_se([test[key] for test in scores])
+        selected[name] = row
+    return selected
 
 
 def _versions(heads: Sequence[Head], dataset: Dataset, sampler: Sampler) -> dict[str, str]:

@@ -33,6 +33,7 @@ class TrainingConfig:
     schedule: str = "cosine"
     patience: int = 20
     weight_decay: float = 0.0
+    clipnorm: float = 0.0  # clip each step's gradients to this global norm; 0 is off
     #: XLA-compile the training step: True, False or "auto" (always on JAX; on TensorFlow only
     #: for runs of at least ``training.XLA_MIN_STEPS`` steps: :func:`training.uses_xla`).
     jit_compile: bool | str = "auto"
@@ -47,6 +48,7 @@ def training_params(
     schedule: str = "cosine",
     patience: int = 20,
     weight_decay: float = 0.0,
+    clipnorm: float = 0.0,
 ) -> tuple[Param, ...]:
     """The training parameters every built-in head accepts, with that head's own defaults."""
     return (
@@ -65,8 +67,8 @@ def training_params(
             "patience",
             "int",
             patience,
-            "stop after this many epochs without a better validation loss; the best weights "
-            "are kept",
+            "stop after this many epochs without a better validation score (any of those "
+            "--monitor names); the best weights are kept",
             minimum=1,
         ),
         Param(
@@ -75,6 +77,14 @@ def training_params(
             weight_decay,
             "decoupled weight decay (AdamW-style): each step shrinks the weights by "
             "learning_rate x weight_decay; 0 turns it off",
+            minimum=0.0,
+        ),
+        Param(
+            "clipnorm",
+            "float",
+            clipnorm,
+            "clip each step's gradients to this global norm (steadies a flow's training: the "
+            "spline family recommends 1); 0 turns it off",
             minimum=0.0,
         ),
     )
@@ -127,7 +137,11 @@ class Head(Plugin):
         :class:`~probreg.runs.Standardizer`; a no-op by default."""
 
     def after_fit(self, model: keras.Model, x_val: np.ndarray, y_val: np.ndarray) -> None:
-        """Called once after training with standardised validation data; a no-op by default."""
+        """Called after training with standardised validation data; a no-op by default.
+
+        It sees the kept weights last; with several monitored scores (``--monitor nll,rmse``) it
+        is also called on each further score's checkpoint before that is scored, so keep the
+        state it sets in the model's weights."""
 
     def training(self) -> TrainingConfig:
         """The fitting recipe; by default read from the options named like its fields."""

@@ -55,10 +55,37 @@ class Options:
                 f"0 and 1, not {self.conformal}"
             )
         conformal.check_level(self.level)
-        if self.monitor not in MONITORS:
+        # normalised ("nll, rmse" -> "nll,rmse"): it is compared and written into commands
+        object.__setattr__(self, "monitor", ",".join(monitor_names(self.monitor)))
+
+
+def monitor_names(monitor: str) -> list[str]:
+    """The scores ``monitor`` names (``nll,rmse`` -> ``["nll", "rmse"]``); the first picks the
+    weights a run keeps, each further one reports the test scores at its own best epoch."""
+    names = [name.strip() for name in str(monitor).split(",")]
+    allowed = ", ".join(MONITORS)
+    for name in names:
+        if name not in MONITORS:
             raise UsageError(
-                f"unknown monitor '{self.monitor}': choose one of {', '.join(MONITORS)}"
+                f"unknown monitor '{name}' in '{monitor}': choose from {allowed}, one or "
+                "several joined by commas (e.g. nll,rmse)"
             )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(
+            f"monitor '{monitor}' names '{twice[0]}' twice: give each score once (e.g. nll,rmse)"
+        )
+    return names
+
+
+def monitor_key(name: str) -> str:
+    """The training log key of a monitored score (``nll`` is Keras's own ``val_loss``)."""
+    return "val_loss" if name == "nll" else f"val_{name}"
+
+
+def monitor_name(key: str) -> str:
+    """The score a training log key holds (the inverse of :func:`monitor_key`)."""
+    return "nll" if key == "val_loss" else key.removeprefix("val_")
 
 
 def validation_score(name: str, distribution: Distribution, y: np.ndarray) -> float:
@@ -79,14 +106,17 @@ def validation_score(name: str, distribution: Distribution, y: np.ndarray) -> fl
 
 
 def monitor_callback(
-    name: str, head: Any, x_val: np.ndarray, y_val: np.ndarray, y_scaling: Any
-) -> tuple[str, Any]:
-    """``(key, callback)`` for :func:`probreg.training.fit`: after every epoch the callback
+    monitor: str, head: Any, x_val: np.ndarray, y_val: np.ndarray, y_scaling: Any
+) -> tuple[tuple[str, ...], Any]:
+    """``(keys, callback)`` for :func:`probreg.training.fit`: after every epoch the callback
     scores the head's predictive distribution on the validation rows (``x_val`` standardised,
-    ``y_val`` in data units) and writes it to ``logs["val_<name>"]``."""
+    ``y_val`` in data units) and writes each score of ``monitor`` (one name, or several joined
+    by commas) to ``logs["val_<name>"]``; ``nll`` is the validation loss Keras already logs."""
     import keras
 
-    key = f"val_{name}"
+    names = monitor_names(monitor)
+    keys = tuple(monitor_key(name) for name in names)
+    scored = [name for name in names if name != "nll"]
     output_dim = np.asarray(y_val).shape[1]
 
     class ValidationScore(keras.callbacks.Callback):
@@ -100,14 +130,44 @@ def monitor_callback(
                 ]
             )
             if not np.isfinite(outputs).all():
-                logs[key] = float("inf")
+                logs.update({monitor_key(name): float("inf") for name in scored})
                 return
             distribution = head.distribution(outputs, output_dim).affine(
                 y_scaling.mean, y_scaling.scale
             )
-            logs[key] = validation_score(name, distribution, y_val)
+            for name in scored:
+                logs[monitor_key(name)] = validation_score(name, distribution, y_val)
 
-    return key, ValidationScore()
+    return keys, ValidationScore()
+
+
+def selected_scores(predictor: Any, fitted: Any, data: Data) -> dict[str, Any]:
+    """Test scores at the best epoch of each further monitored score (``--monitor nll,rmse``:
+    ``{"rmse": {"best_epoch": ..., "test": {...}}}``). Each checkpoint goes through the head's
+    ``after_fit`` as the kept weights did; the kept weights (and their ``after_fit``) come back
+    after."""
+    from probreg.metrics import evaluate
+
+    if not fitted.checkpoints:
+        return {}
+    model = predictor.model
+    kept = model.get_weights()
+    x_val = predictor.x_scaling.transform(data.x_val)
+    y_val = predictor.y_scaling.transform(data.y_val)
+    selected = {}
+    try:
+        for key, (epoch, weights) in fitted.checkpoints.items():
+            model.set_weights(weights)
+            predictor.head.after_fit(model, x_val, y_val)  # as after training
+            distribution = predictor.distribution(data.x_test)
+            selected[monitor_name(key)] = {
+                "best_epoch": epoch,
+                "test": evaluate(distribution, data.y_test),
+            }
+    finally:
+        model.set_weights(kept)
+        predictor.head.after_fit(model, x_val, y_val)
+    return selected
 
 
 def check(options: Options | None, data: Data) -> None:
@@ -497,4 +557,10 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
                 f"({c['region']['pieces_max']} pieces max)"
             )
         lines.append(f"  conformal {c['level']:g} (coverage/length): " + ", ".join(parts))
+    for name, at in (metrics.get("selected") or {}).items():
+        t = at["test"]
+        lines.append(
+            f"  at best val {name:<7}epoch {at['best_epoch']}: nll {t['nll']:.4f}, "
+            f"crps {t['crps']:.4f}, rmse {t['rmse']:.4f}"
+        )
     return lines

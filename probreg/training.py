@@ -7,7 +7,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -34,6 +34,8 @@ class FitResult:
     seconds: float
     status: str
     streamed: bool = False
+    #: Further monitored scores: log key -> (its best epoch, the model's weights then).
+    checkpoints: dict[str, tuple[int, list[np.ndarray]]] = dataclasses.field(default_factory=dict)
 
 
 class BatchStream(keras.utils.PyDataset):
@@ -85,6 +87,49 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.bad = f"the training loss became {float(loss)} in epoch {self.epoch + 1}"
             self.model.stop_training = True
+
+
+class _BestEpochs(keras.callbacks.Callback):
+    """Early stopping over one or more logged scores (lower is better).
+
+    Remembers, for each key, the weights of the epoch with its lowest value (the first scored
+    epoch's until one is finite, as Keras does); stops when none of them has improved for
+    ``patience`` epochs; at the end restores the first key's best weights. With one key and
+    finite scores this is Keras's ``EarlyStopping(restore_best_weights=True)`` (which, after a
+    NaN first epoch, never sees an improvement again).
+    """
+
+    def __init__(self, keys: Sequence[str], patience: int) -> None:
+        super().__init__()
+        self.keys, self.patience = tuple(keys), patience
+        self.best = dict.fromkeys(self.keys, math.inf)
+        self.epochs = dict.fromkeys(self.keys, 0)
+        self.weights: dict[str, list[np.ndarray]] = {}
+        self.wait = 0
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        values = {key: (logs or {}).get(key) for key in self.keys}
+        if all(value is None for value in values.values()):
+            return
+        self.wait += 1
+        for key, value in values.items():
+            if value is None:
+                continue
+            better = float(value) < self.best[key]
+            if better or key not in self.weights:
+                self.epochs[key], self.weights[key] = epoch + 1, self.model.get_weights()
+            if better:
+                self.best[key], self.wait = float(value), 0
+        if self.wait >= self.patience and epoch > 0:
+            self.model.stop_training = True
+
+    def restore(self) -> None:
+        """Put the first key's best weights back (if any epoch was scored)."""
+        if self.keys[0] in self.weights:
+            self.model.set_weights(self.weights[self.keys[0]])
+
+    def on_train_end(self, logs=None) -> None:
+        self.restore()
 
 
 class _Progress(keras.callbacks.Callback):
@@ -201,7 +246,11 @@ def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    return keras.optimizers.Adam(learning_rate, weight_decay=config.weight_decay or None)
+    return keras.optimizers.Adam(
+        learning_rate,
+        weight_decay=config.weight_decay or None,
+        global_clipnorm=config.clipnorm or None,
+    )
 
 
 def fit(
@@ -218,7 +267,7 @@ def fit(
     stream: bool = False,
     watchdog: PeerWatchdog | None = None,
     epoch_callback: Callable[[int, dict], None] | None = None,
-    monitor: tuple[str, keras.callbacks.Callback] | None = None,
+    monitor: tuple[str | Sequence[str], keras.callbacks.Callback] | None = None,
 ) -> FitResult:
     """Train ``model`` in place; keep the weights of the epoch with the lowest validation loss.
 
@@ -231,9 +280,12 @@ def fit(
     hyperparameter search prunes a trial this way).
     ``monitor`` is ``(key, callback)``: a callback that writes ``logs[key]`` after every epoch
     (first of all callbacks); early stopping and the best epoch then follow ``key`` instead of
-    ``val_loss`` (:func:`probreg.postfit.monitor_callback`).
+    ``val_loss`` (:func:`probreg.postfit.monitor_callback`). With several keys the first one
+    picks the kept weights, training stops when none has improved for ``patience`` epochs,
+    and each further key's best epoch and weights come back in :attr:`FitResult.checkpoints`.
     """
-    key, scorer = monitor if monitor is not None else ("val_loss", None)
+    keys, scorer = monitor if monitor is not None else ("val_loss", None)
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
@@ -241,14 +293,9 @@ def fit(
         jit_compile=uses_xla(config, steps_per_epoch),
         steps_per_execution=config.steps_per_execution,
     )
-    early = keras.callbacks.EarlyStopping(
-        monitor=key,
-        patience=config.patience,
-        restore_best_weights=True,
-        **({} if scorer is None else {"mode": "min"}),
-    )
+    best_epochs = _BestEpochs(keys, config.patience)
     guard = _StopOnNonFinite()
-    callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, early]
+    callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, best_epochs]
     if config.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -289,8 +336,7 @@ def fit(
             )
     except KeyboardInterrupt:
         status = "interrupted"
-        if early.best_weights is not None:
-            model.set_weights(early.best_weights)
+        best_epochs.restore()
     seconds = time.perf_counter() - start
     if guard.bad is not None:
         raise TrainingError(
@@ -298,6 +344,10 @@ def fit(
         )
     logs = {k: [float(v) for v in values] for k, values in history.history.items()}
     epochs_run = len(logs.get("loss", []))
-    val = logs.get(key, [])
-    best = int(np.argmin(val)) + 1 if val else 0
-    return FitResult(logs, epochs_run, best, seconds, status)
+    checkpoints = {
+        key: (best_epochs.epochs[key], best_epochs.weights[key])
+        for key in keys[1:]
+        if key in best_epochs.weights
+    }
+    best = best_epochs.epochs[keys[0]]
+    return FitResult(logs, epochs_run, best, seconds, status, checkpoints=checkpoints)

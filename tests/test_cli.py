@@ -81,6 +81,8 @@ def test_list_json_describes_parameters():
         (["--epochs", "-3"], "is not in the range"),
         (["--epochs", "many"], "'many' is not a valid integer"),
         (["--dataset", "spiral:n=2,val=1,test=1"], "'n': 2 is below the minimum 3"),
+        (["--monitor", "nll,accuracy"], "unknown monitor 'accuracy' in 'nll,accuracy'"),
+        (["--monitor", "rmse,rmse"], "names 'rmse' twice"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, fragment, tmp_path):

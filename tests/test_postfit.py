@@ -113,9 +113,47 @@ def test_compare_adds_recalibrated_heads_and_conformal_section(tmp_path):
     assert "region length" in markdown
 
 
+def test_several_monitors_report_each_scores_own_best_epoch(tmp_path):
+    """``nll,rmse`` keeps the NLL-selected weights and adds the test scores at the best
+    validation-RMSE epoch of the same training: the same numbers as a run selecting by RMSE
+    alone (same seed, no early stop), and the NLL run's are a plain run's."""
+    head = "mdn:components=3,hidden=16,epochs=6"
+    both = api.run(DATA, head, seed=4, output=tmp_path / "both", quiet=True, monitor="nll,rmse")
+    by_nll = api.run(DATA, head, seed=4, write=False, quiet=True)
+    by_rmse = api.run(DATA, head, seed=4, write=False, quiet=True, monitor="rmse")
+    history = json.loads((tmp_path / "both" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "both" / "metrics.json").read_text())
+    at = metrics["selected"]["rmse"]
+    assert metrics["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+    assert at["best_epoch"] == int(np.argmin(history["val_rmse"])) + 1
+    assert at["best_epoch"] == by_rmse.metrics["best_epoch"]
+    for key in ("nll", "crps", "rmse"):
+        assert metrics["test"][key] == pytest.approx(by_nll.metrics["test"][key], rel=1e-5)
+        assert at["test"][key] == pytest.approx(by_rmse.metrics["test"][key], rel=1e-5)
+    # the kept (NLL-selected) weights are what the run folder holds
+    again = postfit.score_run(tmp_path / "both", both.data.x_test, both.data.y_test)
+    assert again["nll"] == pytest.approx(metrics["test"]["nll"], rel=1e-6)
+    assert any(line.startswith("  at best val rmse") for line in postfit.summary_lines(metrics))
+    # a head whose after_fit sets weights (mlp: the validation residuals' scale) keeps its own
+    plain = api.run(DATA, "mlp:hidden=16,epochs=6", seed=4, write=False, quiet=True)
+    mixed = api.run(
+        DATA, "mlp:hidden=16,epochs=6", seed=4, write=False, quiet=True, monitor="nll,rmse"
+    )
+    assert mixed.metrics["test"]["nll"] == pytest.approx(plain.metrics["test"]["nll"], rel=1e-5)
+    # compare averages the selected scores over replicates and shows them beside the rest
+    result = compare(DATA, [head], seeds=[4, 5], write=False, quiet=True, monitor="nll,rmse")
+    runs = [run["selected"]["rmse"]["test"]["rmse"] for run in result.runs]
+    assert result.table[0]["selected"]["rmse"]["rmse"] == pytest.approx(np.mean(runs))
+
+
 def test_options_are_checked_before_training():
     with pytest.raises(UsageError, match="monitor"):
         postfit.Options(monitor="accuracy")
+    with pytest.raises(UsageError, match="names 'rmse' twice"):
+        postfit.Options(monitor="rmse,nll,rmse")
+    with pytest.raises(UsageError, match="unknown monitor ''"):
+        postfit.Options(monitor="nll,")
+    assert postfit.Options(monitor=" nll, rmse").monitor == "nll,rmse"  # as commands write it
     with pytest.raises(UsageError, match="conformal"):
         postfit.Options(conformal=1.0)
     with pytest.raises(UsageError, match="1-D"):

@@ -68,3 +68,98 @@ def test_xla_compiles_long_runs_only_unless_told_on_tensorflow():
         "spiral:n=300,val=60,test=60", "mdn:hidden=8,components=2,epochs=2", write=False, quiet=True
     )
     assert short.model.jit_compile is False
+
+
+class _Weights:
+    """A stand-in model: its 'weights' are the epoch they were taken in."""
+
+    def __init__(self) -> None:
+        self.epoch, self.restored, self.stop_training = 0, None, False
+
+    def get_weights(self) -> list[int]:
+        return [self.epoch]
+
+    def set_weights(self, weights) -> None:
+        self.restored = weights[0]
+
+
+def _best_epochs(keys, patience, logs_per_epoch):
+    from probreg.training import _BestEpochs
+
+    tracker, model = _BestEpochs(keys, patience), _Weights()
+    tracker.set_model(model)
+    ran = 0
+    for epoch, logs in enumerate(logs_per_epoch):
+        model.epoch, ran = epoch + 1, epoch + 1
+        tracker.on_epoch_end(epoch, dict(logs))
+        if model.stop_training:
+            break
+    tracker.on_train_end()
+    return tracker, model, ran
+
+
+def test_one_key_stops_like_keras_early_stopping():
+    losses = [3.0, 2.0, 2.5, float("nan"), 2.2, 1.0, 1.5]
+    logs = [{"val_loss": v} for v in losses]
+    _, model, ran = _best_epochs(["val_loss"], 3, logs)
+    reference = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    keras_model = _Weights()
+    reference.set_model(keras_model)
+    for epoch, entry in enumerate(logs):
+        keras_model.epoch = epoch + 1
+        reference.on_epoch_end(epoch, dict(entry))
+        if keras_model.stop_training:
+            break
+    reference.on_train_end()
+    assert ran == keras_model.epoch == 5  # three epochs after epoch 2 without a better loss
+    assert model.restored == keras_model.restored == 2
+
+
+def test_several_keys_train_while_any_improves_and_keep_the_first_keys_weights():
+    # val_loss is best at epoch 2, val_rmse keeps improving until epoch 6
+    logs = [{"val_loss": 1.0 + abs(e - 1), "val_rmse": 10.0 - min(e, 5)} for e in range(12)]
+    tracker, model, ran = _best_epochs(["val_loss", "val_rmse"], 2, logs)
+    assert ran == 8  # two epochs after val_rmse's last improvement, not after val_loss's
+    assert model.restored == 2
+    assert tracker.epochs == {"val_loss": 2, "val_rmse": 6}
+    assert tracker.weights["val_rmse"] == [6]
+
+
+def test_best_epoch_skips_scores_that_are_not_finite():
+    inf, nan = float("inf"), float("nan")
+    logs = [{"val_rmse": v} for v in (inf, inf, 2.0, nan, 1.5, 1.7)]
+    tracker, model, _ = _best_epochs(["val_rmse"], 10, logs)
+    assert tracker.epochs["val_rmse"] == 5 and model.restored == 5
+    # never finite: the first scored epoch's weights, as Keras keeps them
+    tracker, model, ran = _best_epochs(["val_rmse"], 2, [{"val_rmse": inf}] * 6)
+    assert tracker.epochs["val_rmse"] == 1 and model.restored == 1 and ran == 2
+
+
+def test_clipnorm_clips_the_gradients_adam_sees():
+    from probreg import plugins
+    from probreg.heads import TrainingConfig
+    from probreg.training import _optimizer
+
+    assert plugins.create("head", "mdn:clipnorm=1.5").training().clipnorm == 1.5
+    assert plugins.create("head", "mdn").training().clipnorm == 0.0  # off by default
+    gradients = [np.array([30.0, 40.0]), np.array([0.3, -0.4])]  # norms 50 and 0.5
+
+    def adam(clipnorm: float) -> np.ndarray:
+        """Two Adam steps in numpy (Keras's defaults), gradients clipped to ``clipnorm``."""
+        x, m, v, lr, b1, b2 = np.zeros(2), np.zeros(2), np.zeros(2), 0.1, 0.9, 0.999
+        for t, g in enumerate(gradients, 1):
+            g = g * min(1.0, clipnorm / np.linalg.norm(g)) if clipnorm else g
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            x -= lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + 1e-7)
+        return x
+
+    def keras_steps(clipnorm: float) -> np.ndarray:
+        config = TrainingConfig(1, 1, 0.1, schedule="constant", clipnorm=clipnorm)
+        optimizer, variable = _optimizer(config, 1), keras.Variable(np.zeros(2, "float32"))
+        for g in gradients:
+            optimizer.apply([keras.ops.convert_to_tensor(g.astype("float32"))], [variable])
+        return keras.ops.convert_to_numpy(variable)
+
+    np.testing.assert_allclose(keras_steps(1.0), adam(1.0), rtol=1e-4)
+    np.testing.assert_allclose(keras_steps(0.0), adam(0.0), rtol=1e-4)
+    assert not np.allclose(adam(1.0), adam(0.0), rtol=1e-2)  # clipping changes the steps
