@@ -312,7 +312,7 @@ def format_goals(results: dict) -> str:
     n = len(rows)
     return "\n".join(
         [
-            f"- Test LL above Deep Ensembles: {len(above_ensembles)} of {n} continuous sets "
+            f"- Test LL above Deep Ensembles: {len(above_ensembles)} of {n} sets other than wine "
             f"(goal: all).",
             f"- At or above the best published LL: {len(at_best)} of {n} "
             f"({', '.join(at_best) or 'none'}; goal: 4).",

@@ -500,12 +500,21 @@ def report_sections(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def ranking_lines(result: Any) -> list[str]:
-    """Lines for the ``compare`` summary: each head's calibration scores and, where asked,
-    its conformal sets (coverage and mean length on the test rows)."""
+    """Lines for the ``compare`` summary: the scores at further monitored scores' best epochs
+    (``--monitor nll,rmse``), each head's calibration scores and, where asked, its conformal
+    sets (coverage and mean length on the test rows)."""
+    selected = [
+        f"    {row['head']} at its best validation {name} epoch: nll {at['nll']:.4f}, "
+        f"crps {at['crps']:.4f}, rmse {at['rmse']:.4f}"
+        for row in result.table
+        for name, at in (row.get("selected") or {}).items()
+    ]
+    selected = ["", *selected] if selected else []
     keys = ("calibration_error", "sharpness_90", "interval_score_90", "wis", "pinball")
     if not all(key in row for row in result.table for key in keys):
-        return []
+        return selected
     lines = [
+        *selected,
         "",
         f"    {'head':<28}{'cal.err':>9}{'width90':>9}{'IS90':>9}{'WIS':>9}{'pinball':>9}",
     ]

@@ -144,6 +144,8 @@ def test_several_monitors_report_each_scores_own_best_epoch(tmp_path):
     result = compare(DATA, [head], seeds=[4, 5], write=False, quiet=True, monitor="nll,rmse")
     runs = [run["selected"]["rmse"]["test"]["rmse"] for run in result.runs]
     assert result.table[0]["selected"]["rmse"]["rmse"] == pytest.approx(np.mean(runs))
+    lines = postfit.ranking_lines(result)
+    assert any("at its best validation rmse epoch" in line for line in lines)
 
 
 def test_options_are_checked_before_training():
