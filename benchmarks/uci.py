@@ -230,9 +230,7 @@ def _pm(value: float | None, error: float | None) -> str:
 def format_table(results: dict) -> str:
     """probreg's test LL and RMSE beside every published row, one line per data set."""
     methods = list(REFERENCES)
-    selected = any("rmse_epoch" in row for row in results["rows"])  # runs since nll,rmse
-    header = ["data set", "probreg test LL", "probreg RMSE"]
-    header += ["RMSE, NLL epoch"] if selected else []
+    header = ["data set", "probreg test LL", "probreg RMSE", "RMSE, NLL epoch"]
     header += [f"{REFERENCES[m]['label']} LL" for m in methods]
     header += ["MC dropout RMSE", "LL rank"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -241,11 +239,9 @@ def format_table(results: dict) -> str:
         cells = [
             row["dataset"] + (" (discrete, log-mass)" if row["family"] == "discrete" else ""),
             f"**{_pm(row['test_ll'], row['test_ll_se'])}**",
-            _pm(row["rmse"], row["rmse_se"]),
+            _pm(row["rmse"], row["rmse_se"]) + ("" if row["rmse_epoch"] == "rmse" else " ¹"),
+            _pm(row["rmse_at_nll_epoch"], row["rmse_at_nll_epoch_se"]),
         ]
-        if selected:
-            cells[-1] += "" if row["rmse_epoch"] == "rmse" else " ¹"
-            cells.append(_pm(row["rmse_at_nll_epoch"], row["rmse_at_nll_epoch_se"]))
         lls = []
         for method in methods:
             ll, err = published.get(method, {}).get("ll", (None, None))
@@ -257,14 +253,13 @@ def format_table(results: dict) -> str:
         rank = 1 + sum(ll > row["test_ll"] for ll in lls)
         cells.append(f"{rank} of {len(lls) + 1}")
         lines.append("| " + " | ".join(cells) + " |")
-    if selected:
-        lines += [
-            "",
-            "probreg's LL comes from each run's weights of the best validation NLL, its RMSE "
-            "from the same runs at their best validation-RMSE epoch (`--monitor nll,rmse`); "
-            "the next column is the RMSE of the NLL-selected weights. ¹ No RMSE-selected epoch "
-            "(wine runs with `--monitor nll`): the NLL epoch's.",
-        ]
+    lines += [
+        "",
+        "probreg's LL comes from each run's weights of the best validation NLL, its RMSE from "
+        "the same runs at their best validation-RMSE epoch (`--monitor nll,rmse`); the next "
+        "column is the RMSE of the NLL-selected weights. ¹ No RMSE-selected epoch (wine runs "
+        "with `--monitor nll`): the NLL epoch's.",
+    ]
     return "\n".join(lines)
 
 

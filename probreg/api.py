@@ -239,7 +239,7 @@ def run(
     say = echo or (silent if quiet else to_stderr)
     check_seed(seed)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
-    if layout is not None and layout.process_count > 1 and calibrating.monitor != "nll":
+    if layout is not None and layout.distributed and calibrating.monitor != "nll":
         raise UsageError(
             f"--monitor {calibrating.monitor} needs a single process (--distributed "
             "processes each score only their own validation rows); use --monitor nll"

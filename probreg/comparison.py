@@ -453,11 +453,7 @@ def _aggregate(labels: Sequence[str], runs: list[dict[str, Any]]) -> list[dict[s
         mine = [run for run in runs if run["head"] == label]
         row: dict[str, Any] = {"head": label, "spec": mine[0]["spec"], "replicates": len(mine)}
         row["likelihood"] = mine[0].get("likelihood", "density")
-        for key in METRICS:
-            row[key], row[f"{key}_se"] = mean_and_se([run["test"][key] for run in mine])
-        for key in MULTIVARIATE:  # only for two or more outputs
-            if all(key in (run["test"] or {}) for run in mine):
-                row[key], row[f"{key}_se"] = mean_and_se([run["test"][key] for run in mine])
+        row.update(_mean_scores([run["test"] for run in mine]))
         gaps = [run["bayes_gap"] for run in mine]
         row["bayes_gap"], row["bayes_gap_se"] = (None, None) if None in gaps else mean_and_se(gaps)
         row["train_seconds"], row["train_seconds_se"] = mean_and_se(
@@ -469,18 +465,24 @@ def _aggregate(labels: Sequence[str], runs: list[dict[str, Any]]) -> list[dict[s
     return rows
 
 
+def _mean_scores(tests: list[dict[str, float]]) -> dict[str, float | None]:
+    """``key`` and ``key_se`` (mean and standard error over replicates) of every test score;
+    the multivariate ones only where every replicate has them (two or more outputs)."""
+    keys = [*METRICS, *(key for key in MULTIVARIATE if all(key in test for test in tests))]
+    means: dict[str, float | None] = {}
+    for key in keys:
+        means[key], means[f"{key}_se"] = mean_and_se([test[key] for test in tests])
+    return means
+
+
 def _aggregate_selected(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mean and standard error of the test scores at each further monitored score's best epoch
-    (``--monitor nll,rmse``), for the scores every replicate has."""
+    """:func:`_mean_scores` at each further monitored score's best epoch (``--monitor
+    nll,rmse``), for the scores every replicate has."""
     names = set.intersection(*(set(run.get("selected") or {}) for run in runs))
-    selected = {}
-    for name in sorted(names):
-        scores = [run["selected"][name]["test"] for run in runs]
-        row: dict[str, Any] = {}
-        for key in METRICS:
-            row[key], row[f"{key}_se"] = mean_and_se([test[key] for test in scores])
-        selected[name] = row
-    return selected
+    return {
+        name: _mean_scores([run["selected"][name]["test"] for run in runs])
+        for name in sorted(names)
+    }
 
 
 def _versions(heads: Sequence[Head], dataset: Dataset, sampler: Sampler) -> dict[str, str]:

@@ -67,8 +67,8 @@ def training_params(
             "patience",
             "int",
             patience,
-            "stop after this many epochs without a better validation score (any of those "
-            "--monitor names); the best weights are kept",
+            "stop when no validation score --monitor names has improved for this many "
+            "epochs; the best weights are kept",
             minimum=1,
         ),
         Param(

@@ -504,8 +504,7 @@ def ranking_lines(result: Any) -> list[str]:
     (``--monitor nll,rmse``), each head's calibration scores and, where asked, its conformal
     sets (coverage and mean length on the test rows)."""
     selected = [
-        f"    {row['head']} at its best validation {name} epoch: nll {at['nll']:.4f}, "
-        f"crps {at['crps']:.4f}, rmse {at['rmse']:.4f}"
+        f"    {row['head']} at its best validation {name} epoch: {_point_scores(at)}"
         for row in result.table
         for name, at in (row.get("selected") or {}).items()
     ]
@@ -567,9 +566,11 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             )
         lines.append(f"  conformal {c['level']:g} (coverage/length): " + ", ".join(parts))
     for name, at in (metrics.get("selected") or {}).items():
-        t = at["test"]
-        lines.append(
-            f"  at best val {name:<7}epoch {at['best_epoch']}: nll {t['nll']:.4f}, "
-            f"crps {t['crps']:.4f}, rmse {t['rmse']:.4f}"
-        )
+        scores = _point_scores(at["test"])
+        lines.append(f"  at best val {name:<7}epoch {at['best_epoch']}: {scores}")
     return lines
+
+
+def _point_scores(test: dict[str, float]) -> str:
+    """``nll …, crps …, rmse …``: the summary of the scores at another score's best epoch."""
+    return f"nll {test['nll']:.4f}, crps {test['crps']:.4f}, rmse {test['rmse']:.4f}"

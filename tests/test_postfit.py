@@ -148,6 +148,21 @@ def test_several_monitors_report_each_scores_own_best_epoch(tmp_path):
     assert any("at its best validation rmse epoch" in line for line in lines)
 
 
+def test_distributed_runs_refuse_other_monitors_before_any_folder(tmp_path):
+    from probreg.distributed import Layout
+
+    with pytest.raises(UsageError, match="needs a single process"):
+        api.run(
+            DATA,
+            HEAD,
+            output=tmp_path / "out",
+            quiet=True,
+            monitor="nll,rmse",
+            layout=Layout(process_count=2),
+        )
+    assert not (tmp_path / "out").exists()
+
+
 def test_options_are_checked_before_training():
     with pytest.raises(UsageError, match="monitor"):
         postfit.Options(monitor="accuracy")

@@ -163,3 +163,30 @@ def test_clipnorm_clips_the_gradients_adam_sees():
     np.testing.assert_allclose(keras_steps(1.0), adam(1.0), rtol=1e-4)
     np.testing.assert_allclose(keras_steps(0.0), adam(0.0), rtol=1e-4)
     assert not np.allclose(adam(1.0), adam(0.0), rtol=1e-2)  # clipping changes the steps
+
+
+def test_fit_still_takes_one_monitor_key_as_a_string():
+    """The pre-``nll,rmse`` form ``monitor=(key, callback)`` with ``key`` a string."""
+    from probreg.heads import TrainingConfig
+    from probreg.training import fit
+
+    class HalfLoss(keras.callbacks.Callback):  # writes the key fit() follows
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_half"] = abs(epoch - 2) / 2.0  # best at epoch 3
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 2)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    config = TrainingConfig(6, 16, 1e-3, jit_compile=False)
+    result = fit(
+        model,
+        keras.losses.MeanSquaredError(),
+        config,
+        x,
+        y,
+        x,
+        y,
+        verbose=False,
+        monitor=("val_half", HalfLoss()),
+    )
+    assert result.best_epoch == 3 and result.epochs == 6 and result.checkpoints == {}

@@ -35,6 +35,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 #: on two spiral seeds in three (docs/families.md); much below that a bin gets narrower than
 #: float32 resolves near the interval's ends.
 SAVED_MIN_BIN = 1e-3
+MIN_BIN = SAVED_MIN_BIN  # the fixed floor's old name, kept for code that imports it
 DEFAULT_MIN_BIN = 1e-4
 MIN_SLOPE = 1e-3
 # softplus(_SLOPE_SHIFT) = 1 - MIN_SLOPE: the spline starts as the identity.
