@@ -90,12 +90,23 @@ def training_params(
     )
 
 
-def trunk_params(hidden: tuple[int, ...], activation: str) -> tuple[Param, ...]:
-    """The trunk (shared hidden layers) parameters: sizes and activation."""
+def trunk_params(
+    hidden: tuple[int, ...], activation: str, dropout: float = 0.0
+) -> tuple[Param, ...]:
+    """The trunk (shared hidden layers) parameters: sizes, activation and dropout rate."""
     return (
         Param("hidden", "ints", hidden, "sizes of the hidden layers, e.g. 128+128", minimum=1),
         Param(
             "activation", "str", activation, "activation of the hidden layers", choices=ACTIVATIONS
+        ),
+        Param(
+            "dropout",
+            "float",
+            dropout,
+            "share of each hidden layer's outputs dropped in training (a regulariser; "
+            "predictions use the whole network); 0 turns it off",
+            minimum=0.0,
+            maximum=0.9,
         ),
     )
 
@@ -247,7 +258,8 @@ class FamilyHead(Head):
         from probreg.layers import dense_trunk
 
         if trunk is None:
-            return dense_trunk(inputs, self.options["hidden"], self.options["activation"], name)
+            o = self.options
+            return dense_trunk(inputs, o["hidden"], o["activation"], name, o.get("dropout", 0.0))
         return resolve_trunk(trunk, copy=copy)(inputs)
 
     def build(self, input_dim: int | tuple[int, ...], output_dim: int, trunk: Any = None):

@@ -41,9 +41,17 @@ def unpack(packed, components: int, output_dim: int):
     return blocks["log_weights"], blocks["means"], blocks["scales"]
 
 
-def dense_trunk(inputs, hidden: tuple[int, ...], activation: str, name: str = "trunk"):
-    """Stack plain ``Dense`` layers (the built-in trunk), applied to ``inputs``."""
+def dense_trunk(
+    inputs, hidden: tuple[int, ...], activation: str, name: str = "trunk", dropout: float = 0.0
+):
+    """Stack plain ``Dense`` layers (the built-in trunk), applied to ``inputs``.
+
+    With ``dropout > 0`` each hidden layer's output is dropped at that rate during training
+    (Keras ``Dropout``: inactive when predicting, so saved models predict deterministically).
+    """
     features = inputs
     for i, units in enumerate(hidden):
         features = keras.layers.Dense(units, activation=activation, name=f"{name}_{i}")(features)
+        if dropout > 0:
+            features = keras.layers.Dropout(dropout, name=f"{name}_dropout_{i}")(features)
     return features

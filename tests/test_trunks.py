@@ -124,3 +124,47 @@ def test_the_mdn_rnn_generates_both_modes():
     assert np.all(np.mean(moves > 0.5, axis=0) > 0.3)
     assert np.all(np.mean(moves < -0.5, axis=0) > 0.3)
     assert np.mean(np.abs(moves) < 0.5) < 0.05  # hardly ever the mean's zero step
+
+
+def test_dropout_follows_each_hidden_layer_in_training_only(tmp_path):
+    head = plugins.create("head", "mdn:hidden=64+32,components=2,dropout=0.25")
+    model = head.build(1, 1)
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [(d.name, d.rate) for d in dropouts] == [
+        ("trunk_dropout_0", 0.25),
+        ("trunk_dropout_1", 0.25),
+    ]
+    # each one sits right after its Dense layer
+    names = [layer.name for layer in model.layers]
+    assert names.index("trunk_dropout_0") == names.index("trunk_0") + 1
+    assert names.index("trunk_dropout_1") == names.index("trunk_1") + 1
+    x = np.linspace(-2, 2, 256, dtype="float32")[:, None]
+    first = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(model(x, training=False)))
+    assert not np.allclose(first, keras.ops.convert_to_numpy(model(x, training=True)))
+    # the first hidden layer's training-mode output: about a quarter zeroed, the rest x 4/3
+    hidden = keras.Model(model.input, model.get_layer("trunk_0").output)
+    plain = keras.ops.convert_to_numpy(hidden(x))
+    dropped = keras.ops.convert_to_numpy(dropouts[0](plain, training=True))
+    alive = plain > 0
+    zeroed = np.mean(dropped[alive] == 0)
+    assert abs(zeroed - 0.25) < 4 * np.sqrt(0.25 * 0.75 / alive.sum())
+    np.testing.assert_allclose(dropped[dropped != 0], plain[dropped != 0] / 0.75, rtol=1e-5)
+    assert not any(
+        isinstance(layer, keras.layers.Dropout)
+        for layer in plugins.create("head", "mdn:hidden=8").build(1, 1).layers
+    )
+    # a trained, saved and reloaded model predicts deterministically
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(200, 1))
+    ys = xs + 0.1 * rng.normal(size=(200, 1))
+    fitted = Regressor("mdn:hidden=16,components=1,dropout=0.2", epochs=2, random_state=0).fit(
+        xs, ys
+    )
+    np.testing.assert_array_equal(fitted.predict(xs[:9]), fitted.predict(xs[:9]))
+    again = Regressor("mdn:hidden=16,components=1,dropout=0.2", epochs=2, random_state=0)
+    np.testing.assert_array_equal(again.fit(xs, ys).predict(xs[:9]), fitted.predict(xs[:9]))
+    path = fitted.save(tmp_path / "run")
+    np.testing.assert_array_equal(Regressor.load(path).predict(xs[:9]), fitted.predict(xs[:9]))
+    with pytest.raises(UsageError, match="dropout"):
+        plugins.create("head", "mdn:dropout=1")
