@@ -239,11 +239,7 @@ def run(
     say = echo or (silent if quiet else to_stderr)
     check_seed(seed)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
-    if layout is not None and layout.distributed and calibrating.monitor != "nll":
-        raise UsageError(
-            f"--monitor {calibrating.monitor} needs a single process (--distributed "
-            "processes each score only their own validation rows); use --monitor nll"
-        )
+    postfit.check_layout(calibrating, layout)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
         write, say = False, silent

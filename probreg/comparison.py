@@ -155,6 +155,7 @@ def compare(
 
     say = echo or (silent if quiet else to_stderr)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
+    postfit.check_layout(calibrating, layout)
     if len(heads) < 1:
         raise UsageError("compare needs at least one --head")
     if len(set(seeds)) != len(seeds):

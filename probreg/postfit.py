@@ -170,6 +170,16 @@ def selected_scores(predictor: Any, fitted: Any, data: Data) -> dict[str, Any]:
     return selected
 
 
+def check_layout(options: Options, layout: Any) -> None:
+    """Input errors of a distributed run, before any data or folder: a score other than the
+    NLL needs every validation row, and each ``--distributed`` process has only its own."""
+    if layout is not None and layout.distributed and options.monitor != "nll":
+        raise UsageError(
+            f"--monitor {options.monitor} needs a single process (--distributed "
+            "processes each score only their own validation rows); use --monitor nll"
+        )
+
+
 def check(options: Options | None, data: Data) -> None:
     """Input errors before any training: recalibration needs 1-D targets."""
     if options is not None and options.recalibrate and data.output_dim != 1:

@@ -161,6 +161,16 @@ def test_distributed_runs_refuse_other_monitors_before_any_folder(tmp_path):
             layout=Layout(process_count=2),
         )
     assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="needs a single process"):  # compare: the same check
+        compare(
+            DATA,
+            [HEAD],
+            output=tmp_path / "cmp",
+            quiet=True,
+            monitor="rmse",
+            layout=Layout(process_count=2),
+        )
+    assert not (tmp_path / "cmp").exists()
 
 
 def test_options_are_checked_before_training():
