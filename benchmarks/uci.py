@@ -10,7 +10,8 @@ For each data set folder under ``--root``:
    training rows of split 0 (single networks, a fixed time budget per set; a fifth of the
    training rows, :data:`TUNE_VAL_FRACTION`, so that trials are judged on more rows). Test
    rows never enter a choice.
-2. The best configuration, as an ensemble of ``MEMBERS`` networks, runs on every split with
+2. The best configuration, as an ensemble (:data:`MEMBERS` networks, :data:`LARGE_MEMBERS` for
+   naval and protein), runs on every split with
    ``probreg compare --splits all --monitor nll,rmse``; each split's test rows are scored at
    the end, with the weights of the best validation NLL (the LL column) and of the best
    validation RMSE (the RMSE column).
@@ -37,8 +38,11 @@ from pathlib import Path
 
 from probreg.default_plugins.uci import PUBLISHED, REFERENCES
 
-#: Ensemble size of the final runs (the tuning trials train single networks).
-MEMBERS = 5
+#: Ensemble size of the final runs (the tuning trials train single networks): eight for the
+#: five small sets, whose runs are dominated by per-step overhead, so that three more networks
+#: cost about half again; five for naval and protein, whose runs are compute-bound.
+MEMBERS = 8
+LARGE_MEMBERS = 5
 
 _SMALL = (
     "mdn:components=5,hidden=64+64,epochs=400,batch_size=32,learning_rate=0.002,"
@@ -58,16 +62,18 @@ _LARGE_SPACE = (
 )
 
 #: Per data set: the starting head (trial 0 of the search), the space and the tuning budget in
-#: seconds (14 minutes of search in all; the final ensembles take most of the time, and the
-#: whole benchmark has an hour: with 150 to 180 s for the four smallest sets it took 60.9).
+#: seconds (18 minutes of search in all; the final ensembles take most of the time, and the
+#: whole benchmark has an hour). With these budgets a run took 60.9 minutes before JAX's
+#: compilations were shared between models (:func:`probreg.training.share_compilations`),
+#: 39.7 after, and 53.3 with eight members for the small sets (docs/uci.md).
 PLAN = {
-    "bostonHousing": (_SMALL, _SMALL_SPACE, 100),
-    "concrete": (_SMALL, _SMALL_SPACE, 120),
-    "energy": (_SMALL, _SMALL_SPACE, 120),
+    "bostonHousing": (_SMALL, _SMALL_SPACE, 150),
+    "concrete": (_SMALL, _SMALL_SPACE, 180),
+    "energy": (_SMALL, _SMALL_SPACE, 180),
     "naval-propulsion-plant": (_LARGE, _LARGE_SPACE, 150),
     "protein-tertiary-structure": (_LARGE, _LARGE_SPACE, 150),
     "wine-quality-red": (_SMALL, _SMALL_SPACE, 100),
-    "yacht": (_SMALL, _SMALL_SPACE, 100),
+    "yacht": (_SMALL, _SMALL_SPACE, 150),
 }
 #: Share of split 0's training rows the search judges trials on (the final runs hold out the
 #: dataset's default 10% for early stopping). Twice the rows halve the variance of a trial's
@@ -140,7 +146,6 @@ def run_all(args: argparse.Namespace) -> dict:
     with ThreadPoolExecutor(args.jobs) as pool:
         done = dict(zip(order, pool.map(child, order), strict=True))
     return {
-        "members": MEMBERS,
         "jobs": args.jobs,
         "rows": [row for name in names for row in done[name]["rows"]],
         "sets": [done[name]["set"] for name in names],
@@ -173,9 +178,10 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     )
     tune_seconds = time.perf_counter() - start
     best = result.best_spec or head
-    final = [f"{best},members={MEMBERS}"]
+    members = LARGE_MEMBERS if head == _LARGE else MEMBERS
+    final = [f"{best},members={members}"]
     if name in DISCRETE:
-        final.append(f"{best},family=discrete,members={MEMBERS}")
+        final.append(f"{best},family=discrete,members={members}")
     output = args.reports / name / "compare"
     monitor = "nll" if name in DISCRETE else MONITOR
     compared = compare(
@@ -207,6 +213,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
         "tune_val_fraction": TUNE_VAL_FRACTION,
         "space": space,
         "best_spec": best,
+        "members": members,
         "trials": result.summary["trials"],
         "validation_nll_best": result.best_value,
         "validation_nll_start": result.default_value,
@@ -274,24 +281,23 @@ def format_table(results: dict) -> str:
 def format_configurations(results: dict) -> str:
     """What the search chose per data set, and what it cost."""
     lines = [
-        "| data set | chosen head (tuned on split 0's validation rows) | trials | tune s | "
-        "final s |",
-        "|---|---|---|---|---|",
+        "| data set | chosen head (tuned on split 0's validation rows) | members | trials | "
+        "tune s | final s |",
+        "|---|---|---|---|---|---|",
     ]
     for s in results["sets"]:
         counts = s["trials"]
         trials = f"{counts.get('complete', 0)} + {counts.get('pruned', 0)} pruned"
         lines.append(
-            f"| {s['dataset']} | `{s['best_spec']}` | {trials} | {s['tune_seconds']:.0f} | "
-            f"{s['final_seconds']:.0f} |"
+            f"| {s['dataset']} | `{s['best_spec']}` | {s['members']} | {trials} | "
+            f"{s['tune_seconds']:.0f} | {s['final_seconds']:.0f} |"
         )
     m = results["machine"]
     lines.append("")
     lines.append(
         f"Total {results['total_seconds'] / 60:.1f} minutes wall time ({results['jobs']} data sets "
         f"at a time) on {m['cpus']} CPU cores "
-        f"({m['processor']}), Python {m['python']}, Keras {m['keras']} ({m['backend']}); "
-        f"final runs are ensembles of {results['members']} networks."
+        f"({m['processor']}), Python {m['python']}, Keras {m['keras']} ({m['backend']})."
     )
     return "\n".join(lines)
 

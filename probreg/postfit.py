@@ -27,6 +27,7 @@ from probreg.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from probreg.api import RunResult
     from probreg.datasets import Data
+    from probreg.distributed import Layout
     from probreg.distributions import Distribution
 
 RECALIBRATION = "recalibration.json"
@@ -170,7 +171,7 @@ def selected_scores(predictor: Any, fitted: Any, data: Data) -> dict[str, Any]:
     return selected
 
 
-def check_layout(options: Options, layout: Any) -> None:
+def check_layout(options: Options, layout: Layout | None) -> None:
     """Input errors of a distributed run, before any data or folder: a score other than the
     NLL needs every validation row, and each ``--distributed`` process has only its own."""
     if layout is not None and layout.distributed and options.monitor != "nll":

@@ -153,3 +153,60 @@ def test_a_whole_run_and_predict_on_jax(tmp_path):
         )
         assert predicted.returncode == 0, predicted.stderr
         assert predicted.stdout.startswith("x,y_mean")
+
+
+# Two identical runs in one JAX process; the second should find its XLA programs cached.
+CACHE_PROBE = r"""
+import json, os
+import jax.monitoring
+from probreg import api, training
+hits = []
+jax.monitoring.register_event_listener(
+    lambda event, **_: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None
+)
+nll = []
+for _ in range(2):
+    before = len(hits)
+    result = api.run("spiral:n=300,val=100,test=200", "mdn:components=3,hidden=16,epochs=3",
+                     seed=4, write=False, quiet=True)
+    nll.append(result.metrics["test"]["nll"])
+    hits_this_run = len(hits) - before
+folder = training.share_compilations()
+print(json.dumps({"hits": hits_this_run, "nll": nll, "folder": folder,
+                  "entries": len(os.listdir(folder)) if folder else 0,
+                  "mode": os.stat(folder).st_mode & 0o777 if folder else None}))
+"""
+
+
+@needs_jax
+@pytest.mark.parametrize("cache", ["private", "user", "disabled"])
+def test_jax_runs_share_compilations(tmp_path, cache: str) -> None:
+    """A second model of the same architecture is served compiled programs from the cache
+    (same results); probreg's own folder is private and gone after exit, a user's is used
+    and kept, and a cache the user switched off stays off."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    if cache == "user":
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "mine")
+        # JAX's own threshold (1 s) would leave out a fast machine's programs.
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    if cache == "disabled":
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    done = subprocess.run(
+        [sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["nll"][0] == out["nll"][1]
+    if cache == "disabled":
+        assert out["hits"] == 0 and out["folder"] is None
+        return
+    assert out["hits"] > 0
+    assert out["entries"] > 0
+    if cache == "user":
+        assert out["folder"] == str(tmp_path / "mine")
+        assert os.path.isdir(out["folder"])
+    else:
+        assert os.path.basename(out["folder"]).startswith("probreg-xla-")
+        assert out["mode"] == 0o700
+        assert not os.path.exists(out["folder"])
