@@ -230,8 +230,6 @@ def validation_batches(x: np.ndarray, y: np.ndarray):
 XLA_MIN_STEPS = 2000
 
 
-#: The private compilation cache of this process (set on first use), see :func:`share_compilations`.
-_compilation_cache: str | None = None
 #: Programs that compile faster than this are not worth a file (JAX's default threshold, 1 s,
 #: would leave out most of a small network's programs).
 CACHE_MIN_COMPILE_SECONDS = 0.1
@@ -250,14 +248,13 @@ def share_compilations() -> str | None:
     it is, with the user's threshold. Off in multi-process jobs (only process 0 would write)
     and where the user disabled JAX's cache. Returns the folder in use, if any.
     """
-    global _compilation_cache
     if keras.backend.backend() != "jax":
         return None
     import jax
 
     if not jax.config.jax_enable_compilation_cache:
         return None
-    if _compilation_cache is None and not jax.config.jax_compilation_cache_dir:
+    if not jax.config.jax_compilation_cache_dir:  # neither the user's nor ours yet
         if jax.process_count() > 1:
             return None
         import atexit
@@ -268,7 +265,6 @@ def share_compilations() -> str | None:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
-        _compilation_cache = folder
     return jax.config.jax_compilation_cache_dir
 
 
