@@ -292,7 +292,7 @@ def format_configurations(results: dict) -> str:
         counts = s["trials"]
         trials = f"{counts.get('complete', 0)} + {counts.get('pruned', 0)} pruned"
         lines.append(
-            f"| {s['dataset']} | `{s['best_spec']}` | {s.get('tune_metric', 'nll')} | "
+            f"| {s['dataset']} | `{s['best_spec']}` | {s['tune_metric']} | "
             f"{s['members']} | {trials} | {s['tune_seconds']:.0f} | {s['final_seconds']:.0f} |"
         )
     m = results["machine"]

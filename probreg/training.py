@@ -238,12 +238,13 @@ CACHE_MIN_COMPILE_SECONDS = 0.1
 def share_compilations() -> str | None:
     """On JAX, let models of one architecture reuse the XLA programs compiled for the first.
 
-    Keras traces new functions for every model, so each split of ``compare --splits all``
-    and each refit compiled the same programs again, up to a second each on a CPU (a fifth
-    of a 400-epoch run on a small UCI set). JAX's persistent compilation cache finds programs
-    by their content. Pointed at a private temporary folder (removed at normal exit, with a
-    threshold of :data:`CACHE_MIN_COMPILE_SECONDS`), it serves them within the process. This
-    is process-wide JAX configuration, so the user's own JAX programs in the same process are
+    Keras traces new functions for every model, so each split of ``compare --splits all``,
+    each seed and each search trial that repeats an architecture compiled the same programs
+    again, up to a second each on a CPU (a fifth of a 400-epoch run on a small UCI set).
+    JAX's persistent compilation cache finds programs by their content. Pointed at a private
+    temporary folder (removed at normal exit, with a threshold of
+    :data:`CACHE_MIN_COMPILE_SECONDS`), it serves them within the process. This is
+    process-wide JAX configuration, so the user's own JAX programs in the same process are
     cached there too. A cache folder the user set (``JAX_COMPILATION_CACHE_DIR``) is used as
     it is, with the user's threshold. Off in multi-process jobs (only process 0 would write)
     and where the user disabled JAX's cache. Returns the folder in use, if any.
