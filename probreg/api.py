@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probreg import __version__, plugins, rundir
+from probreg import __version__, files, plugins, rundir
 from probreg.datasets import Data, Dataset
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
@@ -243,7 +243,7 @@ def run(
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
         write, say = False, silent
-    target = output or default_run_dir(dataset_.spec, head_.spec)
+    target = files.given_output(output) or default_run_dir(dataset_.spec, head_.spec)
     if write:
         rundir.check_target(Path(target), force)  # refuse early; claimed again below
     say(f"Loading dataset {dataset_.spec} (seed {seed})")

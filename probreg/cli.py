@@ -42,6 +42,31 @@ SEED = click.option(
 )
 FORCE = click.option("--force", is_flag=True, help="Replace an existing output directory.")
 QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress output; only the results.")
+
+
+class OutputPath(click.Path):
+    """An output path; an empty one (``-o "$UNSET"``) is refused rather than read as "not
+    given", which would write somewhere else."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; give one, or leave the option out", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class PositiveSeconds(click.FloatRange):
+    """Seconds above 0; click's float range lets ``nan`` through, so it is refused here."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        number = super().convert(value, param, ctx)
+        if number != number:  # nan
+            self.fail("nan is not a number of seconds; give one above 0", param, ctx)
+        return number
+
+
 RECALIBRATE = click.option(
     "--recalibrate",
     is_flag=True,
@@ -220,7 +245,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(file_okay=False),
+    type=OutputPath(file_okay=False),
     help="Run directory [default: a new folder under runs/].",
 )
 @FORCE
@@ -294,21 +319,21 @@ def run(
     from probreg import distributed as dist
 
     layout = None
-    if distributed:
-        layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
-    elif devices > 1:
-        dist.prepare_local_devices(devices)
-        layout = dist.Layout(devices=devices)
-    else:
+    if not distributed:
         context = click.get_current_context()
         given = [
             name
-            for name in ("coordinator", "num_processes", "process_id")
+            for name in ("coordinator", "num_processes", "process_id", "peer_timeout")
             if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
         ]
         if given:
             option = "--" + given[0].replace("_", "-")
             raise click.UsageError(f"{option} only applies with --distributed")
+    if distributed:
+        layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
+    elif devices > 1:
+        dist.prepare_local_devices(devices)
+        layout = dist.Layout(devices=devices)
     result = api.run(
         dataset,
         head,
@@ -347,7 +372,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
             raise click.BadParameter("'all' only applies to --splits", param_hint=option)
         return []
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) if part.strip().isascii() else int("x") for part in text.split(",")]
     except ValueError:
         raise click.BadParameter(
             f"'{text}' is not a comma-separated list of integers", param_hint=option
@@ -373,7 +398,7 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(file_okay=False),
+    type=OutputPath(file_okay=False),
     help="Report directory [default: a new folder under reports/].",
 )
 @FORCE
@@ -406,6 +431,9 @@ def compare(
 
     if seeds is not None and splits is not None:
         raise click.UsageError("give --seeds or --splits, not both")
+    seed_given = click.get_current_context().get_parameter_source("seed")
+    if seeds is not None and seed_given == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --seed or --seeds, not both")
     seed_list = _int_list(seeds, "--seeds") or [seed]
     split_list = _int_list(splits, "--splits")
     if split_list == []:
@@ -468,9 +496,7 @@ def _ranking(result) -> str:
     show_default=True,
     help="Finished trials the study should reach (re-running tops it up).",
 )
-@click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Start no trial after S seconds."
-)
+@click.option("--timeout", type=PositiveSeconds(), help="Start no trial after S seconds.")
 @click.option(
     "--metric",
     type=click.Choice(["nll", "crps", "rmse"]),
@@ -516,7 +542,7 @@ def _ranking(result) -> str:
 @click.option(
     "--output",
     "-o",
-    type=click.Path(file_okay=False),
+    type=OutputPath(file_okay=False),
     help="Tune folder [default: tunes/<study>]; an existing one is resumed.",
 )
 @FORCE
@@ -610,10 +636,10 @@ def tune(
 
 
 def _levels(text: str | None) -> list[float]:
-    if not text:
+    if text is None:
         return []
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        return [float(part) for part in text.split(",")]
     except ValueError:
         raise click.BadParameter(
             f"'{text}' is not a comma-separated list of numbers", param_hint="--quantiles"
@@ -636,7 +662,7 @@ def _levels(text: str | None) -> list[float]:
     "output_path",
     default="-",
     show_default=True,
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=OutputPath(dir_okay=False, allow_dash=True),
     help="CSV to write; - for standard output.",
 )
 @click.option(
@@ -721,7 +747,7 @@ def predict(
 @click.option(
     "--output",
     "-o",
-    type=click.Path(file_okay=False),
+    type=OutputPath(file_okay=False),
     help="Folder to write [default: RUN_DIR/export/FORMAT].",
 )
 @click.option("--force", is_flag=True, help="Replace an existing export folder.")

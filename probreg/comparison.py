@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from probreg import plugins, rundir
+from probreg import files, plugins, rundir
 from probreg.api import (
     Echo,
     RunResult,
@@ -173,7 +173,7 @@ def compare(
     head_objects = [plugins.create("head", head, **overrides) for head in base_heads]
     sampler_ = plugins.create("sampler", sampler)
     reps = replicates(base_dataset, seeds, splits)
-    target = output or _default_dir(base_dataset)
+    target = files.given_output(output) or _default_dir(base_dataset)
     if write:
         rundir.check_target(Path(target), force)  # refuse early; claimed again below
     say(f"Loading dataset {reps[0].dataset.spec} ({reps[0].name})")

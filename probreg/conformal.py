@@ -211,13 +211,20 @@ def parse(spec: str) -> tuple[str, float]:
             f"--intervals takes 'conformal:level=0.9[,kind=interval|region]', not '{spec}'"
         )
     options = {"level": "0.9", "kind": "interval"}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
+    given: set[str] = set()
+    for item in (part.strip() for part in rest.split(",")) if rest.strip() else ():
+        if not item:
+            raise UsageError(f"--intervals has an empty option in '{spec}'")
         key, eq, value = item.partition("=")
-        if not eq or key.strip() not in options:
+        key = key.strip()
+        if not eq or key not in options:
             raise UsageError(
                 f"unknown --intervals option '{item}': use level=LEVEL and kind=interval|region"
             )
-        options[key.strip()] = value.strip()
+        if key in given:
+            raise UsageError(f"--intervals gives '{key}' twice")
+        given.add(key)
+        options[key] = value.strip()
     try:
         level = float(options["level"])
     except ValueError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import sys
 import threading
 import time
@@ -100,6 +101,7 @@ def initialize(
             "--distributed needs the JAX backend: set KERAS_BACKEND=jax (and pip install "
             "'probreg[jax]'); Keras 3 cannot fit with TensorFlow's multi-worker strategy"
         )
+    check_job(coordinator, num_processes, process_id)
     prepare_local_devices(devices)
     try:
         import jax
@@ -116,11 +118,37 @@ def initialize(
         )
     except Exception as error:  # JAX raises several types; all mean "could not join"
         reason = " ".join(str(error).split())[:300]
+        if any(missing in reason for missing in _UNDETECTED):  # no cluster to read them from
+            raise UsageError(
+                "--distributed needs --coordinator HOST:PORT, --num-processes N and "
+                "--process-id I (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+                "JAX_PROCESS_ID) where JAX detects no cluster"
+            ) from None
         raise TrainingError(
             f"could not join the distributed job at {coordinator or 'the detected coordinator'} "
-            f"within {timeout} s: {reason}"
+            f"(waited up to {timeout} s): {reason}"
         ) from None
     return Layout(devices, jax.process_index(), jax.process_count(), float(timeout))
+
+
+#: JAX's messages for a job setting it could neither read from the options nor detect.
+_UNDETECTED = ("coordinator_address should be defined", "must be defined")
+
+
+def check_job(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """One-line errors for a malformed ``--coordinator`` or a process id outside the job."""
+    if coordinator is not None:
+        host, _, port = coordinator.strip().rpartition(":")
+        if not host or not re.fullmatch("[0-9]{1,5}", port) or not 0 < int(port) < 65536:
+            raise UsageError(
+                f"--coordinator must be HOST:PORT with a port from 1 to 65535 "
+                f"(e.g. 10.0.0.1:1234), not '{coordinator}'"
+            )
+    if num_processes is not None and process_id is not None and process_id >= num_processes:
+        raise UsageError(
+            f"--process-id must be below --num-processes ({num_processes}): 0 to "
+            f"{num_processes - 1}, not {process_id}"
+        )
 
 
 def shard(rows: np.ndarray, layout: Layout) -> np.ndarray:

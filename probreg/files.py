@@ -119,6 +119,14 @@ class Output:
     in_place: bool
 
 
+def given_output(output: str | os.PathLike | None) -> str | os.PathLike | None:
+    """``output`` as given; ``None`` (the caller's default folder) stays ``None``, and an empty
+    path is refused rather than read as "not given", which would write somewhere else."""
+    if output is not None and not str(output).strip():
+        raise UsageError("the output path is empty; give one, or leave it out for the default")
+    return output
+
+
 def check_output(path: str | os.PathLike, force: bool) -> Output:
     """Decide, before any work, how an output file will be written; refuse with one line.
 

@@ -22,7 +22,8 @@ def register_datasets(register: Callable[[type], None]) -> None:
 
     Call ``register(cls)`` once per dataset, where ``cls`` subclasses
     :class:`probreg.datasets.Dataset` and sets ``name``, ``params`` and a docstring whose first
-    line is the summary shown by ``probreg list``. Names are unique across all plugins.
+    line is the summary shown by ``probreg list``. Names are unique among datasets across all
+    plugins (each kind has its own names).
 
     Example::
 
@@ -68,7 +69,8 @@ def register_families(register: Callable[[type], None]) -> None:
     """Register family plugins: predictive families that heads put on top of their trunk.
 
     Call ``register(cls)`` once per family, where ``cls`` subclasses
-    :class:`probreg.families.Family` (``layout``, ``layer``, ``log_prob``, ``distribution``).
+    :class:`probreg.families.Family` (``layout``, ``layer_class``, ``layer``, ``log_prob``,
+    ``distribution``).
     Users pick one with a family head's ``family`` parameter, e.g. ``mdn:family=laplace``.
     Keep Keras imports inside functions so that ``probreg list`` stays fast.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -79,10 +80,10 @@ class Param:
                 if isinstance(raw, float) and raw.is_integer():
                     return int(raw)
                 raise UsageError(f"invalid {where}: {raw!r} is not an integer")
-            try:
-                return int(text) if text is not None else raw
-            except ValueError:
-                raise UsageError(f"invalid {where}: '{raw}' is not an integer") from None
+            # Plain ASCII digits only: Python's int() also takes "1_0" and other scripts' digits.
+            if text is not None and not _INTEGER.fullmatch(text):
+                raise UsageError(f"invalid {where}: '{raw}' is not an integer")
+            return int(text) if text is not None else raw
         if self.type == "float":
             if isinstance(raw, bool):
                 raise UsageError(f"invalid {where}: {raw!r} is not a number")
@@ -124,6 +125,9 @@ class Param:
                 raise UsageError(
                     f"invalid {where}: '{item}' is not allowed; allowed: {', '.join(self.choices)}"
                 )
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def parse_spec(spec: str, kind: str = "plugin") -> tuple[str, dict[str, str]]:

@@ -71,6 +71,14 @@ def predict(
     for q in quantiles:
         if not 0.0 < q < 1.0:
             raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {q}")
+    named = [f"{q:g}" for q in quantiles]  # the column names tell levels apart this finely
+    for i, name in enumerate(named):
+        if name in named[:i]:
+            first = quantiles[named.index(name)]
+            raise UsageError(
+                f"quantile levels {first!r} and {quantiles[i]!r} both make the column "
+                f"<y>_q{name}; give levels that differ within 6 significant digits"
+            )
     if intervals is not None:
         conformal.parse(intervals)  # a bad spec is an error before any work
     if not (samples or quantiles or mean or params or intervals):

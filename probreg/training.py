@@ -173,6 +173,32 @@ class _LearningRateLog(keras.callbacks.Callback):
             )
 
 
+def _replace_deleted_buffers(model: keras.Model) -> None:
+    """After an interrupt on JAX, give zeros to every variable whose buffer is gone.
+
+    During an epoch Keras keeps JAX's training state outside the variables (it purges them to
+    ``None``) and copies it back in ``fit``'s ``finally`` block. A compiled step consumes
+    (donates) its input buffers, so after an interrupt inside one that copy hands the variables
+    deleted buffers, and saving the model would fail. The optimizer's moments and step count
+    and the loss trackers restart from zero; the weights are then put back from the best epoch
+    (an interrupt before the first epoch ends keeps no model).
+    """
+    if keras.backend.backend() != "jax":
+        return
+    optimizer = getattr(model, "optimizer", None)
+    variables = [
+        *model.variables,
+        *(optimizer.variables if optimizer is not None else ()),
+        *model.metrics_variables,
+    ]
+    for variable in variables:
+        if not hasattr(variable, "_value"):  # Keras's private buffer; leave alone if renamed
+            continue
+        value = variable._value  # reading .value would fail on a deleted buffer
+        if value is None or (hasattr(value, "is_deleted") and value.is_deleted()):
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+
+
 def training_batches(x, y, batch_size: int, seed: int, stream: bool) -> dict:
     """``model.fit`` keyword arguments that feed shuffled mini-batches of ``(x, y)``.
 
@@ -377,6 +403,7 @@ def fit(
             )
     except KeyboardInterrupt:
         status = "interrupted"
+        _replace_deleted_buffers(model)
         best_epochs.restore()
     seconds = time.perf_counter() - start
     if guard.bad is not None:

@@ -196,13 +196,22 @@ def _parse_entry(param: Param, value: str, owner: str) -> Any:
 def build_space(head: str, space: str | None, epochs: int | None = None) -> Space:
     """The search space for a head spec: defaults from its declared parameters, minus the
     options the spec sets (those stay fixed), overridden by ``space`` (which may also search or
-    change an option the spec sets: the spec's value is then the baseline)."""
+    change an option the spec sets: the spec's value is then the baseline).
+
+    The parameters are the head instance's, so a head spec that picks a family
+    (``mdn:family=student_t``) searches that family's parameters, around its defaults."""
     base = plugins.create("head", head)
-    params = type(base).params
+    params = base.params
     given = set(parse_spec(head, "head")[1]) if isinstance(head, str) else set()
     if epochs is not None:
         given.add("epochs")
     entries = parse_space(space, params, f"head '{base.name}'")
+    if "family" in entries:
+        raise UsageError(
+            "--space cannot set 'family': each family has its own parameters; choose it in "
+            f"--head (e.g. --head {base.name}:family=student_t) and tune each family in its "
+            "own run"
+        )
     dimensions: dict[str, Dimension] = {}
     fixed: dict[str, Any] = {}
     for param in params:

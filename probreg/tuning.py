@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probreg import plugins
+from probreg import files, plugins
 from probreg.api import Echo, silent, to_stderr
-from probreg.errors import ProbregError, TrainingError, UsageError
+from probreg.errors import ProbregError, TrainingError, UsageError, shorten
 from probreg.params import parse_spec
 from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, clock, summarize, write_outputs
 from probreg.tune_space import Dimension, Space, build_space, default_dimension, parse_space
@@ -91,16 +91,31 @@ def default_study_name(dataset: str, head: str, metric: str) -> str:
     return name
 
 
-def open_tune_dir(path: Path, force: bool) -> tuple[Path, bool]:
+def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Path, bool]:
     """Claim the tune folder; return it and whether it already held a study to resume.
 
     The folder is made like every probreg output folder (:func:`probreg.rundir.claim`: checked,
     locked, built aside and swapped in), but it then stays open: the study grows inside it and
     the report files are replaced atomically at the end. A tune folder (its marker says
-    ``tune``) is resumed; ``force`` replaces it, and any other probreg folder, with a new one.
-    Other folders are refused.
+    ``tune``) is resumed, unless its report is of another study than ``study`` (a different
+    dataset, head or metric), whose report would be replaced: that is refused. ``force``
+    replaces it, and any other probreg folder, with a new one. Other folders are refused.
     """
     from probreg import rundir
+
+    def check_same_study() -> None:
+        try:
+            summary = json.loads((path / SUMMARY_FILE).read_text())
+            earlier = summary.get("study")
+        except (OSError, ValueError, AttributeError):
+            return  # no finished report yet: nothing of another study to lose
+        if study is not None and earlier not in (None, study):
+            command = summary.get("command")
+            again = f" ({shorten(str(command))})" if command else ""
+            raise UsageError(
+                f"tune folder '{path}' holds the study '{earlier}', not '{study}'; rerun its "
+                f"command{again} to resume it, or use another --output, or --force to replace it"
+            )
 
     def is_tune_folder() -> bool:
         if not path.is_dir():
@@ -111,12 +126,14 @@ def open_tune_dir(path: Path, force: bool) -> tuple[Path, bool]:
         return (path / STUDY_FILE).is_file()  # made before folders had markers
 
     if is_tune_folder() and not force:
+        check_same_study()
         return path, True
     try:
         with rundir.claim(path, force=force, kind="tune"):
             pass  # an empty tune folder; the study and the report are written into it
     except UsageError:
         if is_tune_folder() and not force:  # another process made it meanwhile: join it
+            check_same_study()
             return path, True
         raise
     return path, False
@@ -254,7 +271,7 @@ class _Search:
             return None
         values = {}
         for name, dim in self.space.dimensions.items():
-            param = next(p for p in type(self.head).params if p.name == name)
+            param = next(p for p in self.head.params if p.name == name)
             value = self.head.options[name]
             if dim.kind == "choice":
                 value = param.format(value)
@@ -588,7 +605,8 @@ def tune(
     opened = None if storage is None else open_storage(storage, heartbeat)
     tune_dir = None
     if write:
-        tune_dir, _ = open_tune_dir(Path(output or Path("tunes") / name), force)
+        given = files.given_output(output)
+        tune_dir, _ = open_tune_dir(Path(given or Path("tunes") / name), force, name)
     if storage is None:
         if tune_dir is None:
             raise UsageError("write=False needs a storage URL")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import probreg as probreg_api
 from probreg.calibration import SCORES
+from probreg.errors import UsageError
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -228,6 +230,8 @@ def test_native_tensorflow_chatter_is_hidden_by_default(tmp_path):
         (["--seeds", "all"], "'all' only applies to --splits"),
         (["--dataset", "uci:path=nowhere", "--splits", "0,0"], "--splits lists a split twice"),
         (["--seeds", "1,1"], "--seeds lists a seed twice"),
+        (["--seeds", "1,"], "'1,' is not a comma-separated list of integers"),
+        (["--seed", "3", "--seeds", "1,2"], "give --seed or --seeds, not both"),
     ],
 )
 def test_bad_replicate_lists_give_one_line(args, fragment, tmp_path):
@@ -235,3 +239,16 @@ def test_bad_replicate_lists_give_one_line(args, fragment, tmp_path):
         "compare", "--head", "mlp", *args, "--output", str(tmp_path / "out"), timeout=60
     )
     assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "tune"])
+def test_an_empty_output_path_is_refused_not_replaced(command, tmp_path, monkeypatch):
+    """``-o "$UNSET"`` must not quietly write to the default folder instead; nor may
+    ``output=""`` from Python."""
+    result = probreg(command, "--dataset", "spiral:n=50,val=20,test=20", "-o", "", cwd=tmp_path)
+    assert_one_line_error(result, "an empty path; give one, or leave the option out")
+    monkeypatch.chdir(tmp_path)
+    function = getattr(probreg_api, command)
+    with pytest.raises(UsageError, match="the output path is empty"):
+        function("spiral:n=50,val=20,test=20", *(["mdn"] if command == "tune" else []), output=" ")
+    assert list(tmp_path.iterdir()) == []

@@ -144,6 +144,10 @@ def test_region_table_layout_and_parsing():
     for bad in ("split:level=0.9", "conformal:level=1.5", "conformal:foo=1", "conformal:kind=x"):
         with pytest.raises(UsageError):
             conformal.parse(bad)
+    with pytest.raises(UsageError, match="--intervals gives 'level' twice"):
+        conformal.parse("conformal:level=0.9,level=0.8")
+    with pytest.raises(UsageError, match="--intervals has an empty option"):
+        conformal.parse("conformal:level=0.9,")
 
 
 def test_carve_takes_calibration_rows_from_training_rows():

@@ -118,6 +118,11 @@ def test_bad_csv_files_give_one_line_errors(tmp_path, content, fragment):
 def test_csv_needs_its_parameters():
     with pytest.raises(UsageError, match="needs parameter 'path'"):
         plugins.create("dataset", "csv:x=a,y=b")
+    # Caught when the spec is read, before the file is opened or any folder made.
+    with pytest.raises(UsageError, match="column 'b' is both an input"):
+        plugins.create("dataset", "csv:path=nowhere.csv,x=a+b,y=b")
+    with pytest.raises(UsageError, match="column 'a' is named twice in x="):
+        plugins.create("dataset", "csv:path=nowhere.csv,x=a+a,y=b")
 
 
 @pytest.fixture
@@ -162,6 +167,9 @@ def test_uci_errors(uci_folder, tmp_path):
         plugins.create("dataset", f"uci:path={tmp_path / 'nowhere'}").load(0)
     (uci_folder / "index_target.txt").unlink()
     with pytest.raises(UsageError, match="has no index_target.txt"):
+        plugins.create("dataset", f"uci:path={uci_folder}").load(0)
+    (uci_folder / "data.txt").unlink()  # named, rather than "0 splits" or a missing index
+    with pytest.raises(UsageError, match="has no data.txt, index_target.txt \\(the standard"):
         plugins.create("dataset", f"uci:path={uci_folder}").load(0)
 
 

@@ -169,3 +169,56 @@ def test_several_local_devices_on_one_host(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["status"] == "completed" and metrics["versions"]["backend"] == backend
+
+
+RUN = [sys.executable, "-m", "probreg", "run", "--dataset", DATA, "--head", HEAD]
+
+
+JOB = {"--coordinator": "127.0.0.1:1234", "--num-processes": "2", "--process-id": "0"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"--coordinator": "nohostport"}, "--coordinator must be HOST:PORT"),
+        ({"--coordinator": "127.0.0.1:99999"}, "a port from 1 to 65535"),
+        ({"--coordinator": "127.0.0.1:\u00b2"}, "--coordinator must be HOST:PORT"),
+        ({"--process-id": "5"}, "--process-id must be below --num-processes (2): 0 to 1, not 5"),
+        ({"--coordinator": None}, "--distributed needs --coordinator HOST:PORT"),
+        ({"--num-processes": None}, "--num-processes N"),
+    ],
+)
+def test_a_malformed_job_is_a_one_line_usage_error(tmp_path, changes, message):
+    """Answered at once, with exit 2 and no folder (a setting JAX can neither read nor detect
+    included), rather than as a failure to join."""
+    given = {k: v for k, v in {**JOB, **changes}.items() if v is not None}
+    env = {k: v for k, v in _env().items() if not k.startswith(("JAX_", "SLURM_", "OMPI_"))}
+    out = tmp_path / "run"
+    job = [x for pair in given.items() for x in pair]
+    result = subprocess.run(
+        [*RUN, "--output", str(out), "--distributed", *job],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("devices", [[], ["--devices", "2"]])
+def test_peer_timeout_without_distributed_is_refused(tmp_path, devices):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [*RUN, "--output", str(out), *devices, "--peer-timeout", "30"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--peer-timeout only applies with --distributed" in (
+        result.stderr
+    )
+    assert not out.exists()

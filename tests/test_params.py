@@ -64,6 +64,8 @@ def test_values_are_typed_and_defaults_filled():
         ({"components": "0"}, "below the minimum 1"),
         ({"components": "2.5"}, "'2.5' is not an integer"),
         ({"components": "abc"}, "not an integer"),
+        ({"components": "1_0"}, "'1_0' is not an integer"),  # Python's int() would take these
+        ({"components": "\u0663"}, "is not an integer"),  # an Arabic-Indic three
         ({"components": True}, "not an integer"),
         ({"rate": "nan"}, "not a finite number"),
         ({"rate": "2"}, "above the maximum 1"),

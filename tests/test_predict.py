@@ -131,6 +131,14 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
             "not a comma-separated list",
         ),
         (
+            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.5,"),
+            "not a comma-separated list",
+        ),
+        (  # two levels that would write one column name twice
+            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.1000000001,0.1"),
+            "quantile levels 0.1000000001 and 0.1 both make the column <y>_q0.1",
+        ),
+        (
             (str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"),
             "-1 is not in the range",
         ),

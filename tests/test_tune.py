@@ -125,6 +125,39 @@ def test_default_space_comes_from_the_declared_parameters():
     assert default_dimension(Param("name", "str", "x", "")) is None
 
 
+def test_space_follows_the_family_the_head_spec_picks(tmp_path):
+    """``mdn:family=student_t`` searches the Student-t mixture's parameters around its own
+    defaults (5 components, ``df_min``), not the default Gaussian mixture's; ``family`` itself
+    is chosen in --head, never searched."""
+    from probreg.tuning import tune
+
+    student = plugins.create("head", "mdn:family=student_t")
+    space = build_space("mdn:family=student_t", None)
+    df_min = next(p for p in student.params if p.name == "df_min")
+    assert space.dimensions["df_min"] == default_dimension(df_min)
+    components = space.dimensions["components"]
+    assert components.low <= 5 <= components.high < 80  # around 5, not the Gaussian's 20
+    assert build_space("mdn:family=student_t", "df_min=3..6").dimensions["df_min"] == Dimension(
+        "df_min", "float", 3.0, 6.0
+    )
+    with pytest.raises(UsageError, match="unknown parameter 'df_min'"):
+        build_space("mdn", "df_min=3..6")
+    with pytest.raises(UsageError, match="--space cannot set 'family'") as info:
+        build_space("mdn", "components=2..4,family=student_t|gaussian_mixture")
+    assert "\n" not in str(info.value)
+    # The defaults (trial 0) include df_min, which only the chosen family declares.
+    result = tune(
+        "bishop:n=200,val=100,test=100",
+        "mdn:family=student_t,hidden=8,epochs=2,patience=2",
+        trials=2,
+        space="df_min=2.5..5,components=2..5",
+        output=tmp_path / "tune",
+        quiet=True,
+    )
+    assert result.summary["default"]["number"] == 0
+    assert "family=student_t" in result.best_spec
+
+
 def test_space_narrows_and_fixes_parameters():
     space = build_space(
         "mdn:epochs=7",
@@ -184,6 +217,10 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert "bad storage URL" in err and "hunter2" not in err and "host/x" in err
     err = _cli_error(capsys, *base, "--storage", "not a url")
     assert "bad storage URL" in err
+    err = _cli_error(capsys, *base, "--timeout", "nan")  # click's float range lets nan pass
+    assert "nan is not a number of seconds" in err
+    err = _cli_error(capsys, *base, "--space", "family=student_t")
+    assert "--space cannot set 'family'" in err
     assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
 
 
@@ -210,6 +247,12 @@ def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
     (path / "study.db").write_text("the study")
     assert open_tune_dir(path, force=False) == (path, True)  # resumed, kept
     assert (path / "study.db").read_text() == "the study"
+    # Once it has a report, only the same study resumes; another one would replace the report.
+    (path / "tune.json").write_text(json.dumps({"study": "spiral-mdn-nll"}))
+    assert open_tune_dir(path, force=False, study="spiral-mdn-nll") == (path, True)
+    with pytest.raises(UsageError, match="holds the study 'spiral-mdn-nll', not 'bishop-mdn-nll'"):
+        open_tune_dir(path, force=False, study="bishop-mdn-nll")
+    assert (path / "tune.json").is_file() and (path / "study.db").read_text() == "the study"
     assert open_tune_dir(path, force=True) == (path, False)  # a new, empty tune folder
     assert not (path / "study.db").exists()
     other = tmp_path / "other"

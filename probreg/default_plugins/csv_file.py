@@ -14,6 +14,7 @@ import numpy as np
 
 from probreg import csvfiles
 from probreg.datasets import Data, Dataset, split_rows, split_table
+from probreg.errors import UsageError
 from probreg.hookspecs import hookimpl
 from probreg.params import Param
 
@@ -44,6 +45,20 @@ class CSVFile(Dataset):
             maximum=0.9,
         ),
     )
+
+    def check_options(self) -> None:
+        super().check_options()
+        x, y = self.options["x"], self.options["y"]
+        for option, names in (("x", x), ("y", y)):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise UsageError(f"csv: column '{twice[0]}' is named twice in {option}=")
+        both = [name for name in y if name in x]
+        if both:
+            raise UsageError(
+                f"csv: column '{both[0]}' is both an input (x=) and a target (y=); a target "
+                "given as an input would leak into the prediction"
+            )
 
     @classmethod
     def contract_specs(cls, folder: Path) -> tuple[str, ...]:

@@ -138,6 +138,10 @@ def _read(path: Path, dtype=float) -> np.ndarray:
     return values
 
 
+#: What every split-format folder holds besides its per-split index files.
+REQUIRED_FILES = ("data.txt", "index_features.txt", "index_target.txt")
+
+
 class UCI(Dataset):
     """UCI regression benchmark folder (standard splits): test NLL and RMSE, original units."""
 
@@ -162,6 +166,13 @@ class UCI(Dataset):
         folder = Path(self.options["path"])
         if not folder.is_dir():
             raise UsageError(f"UCI folder '{folder}' does not exist")
+        missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+        if missing:
+            raise UsageError(
+                f"UCI folder '{folder}' has no {', '.join(missing)} (the standard split format: "
+                "data.txt, index_features.txt, index_target.txt, index_train_K.txt and "
+                "index_test_K.txt)"
+            )
         return folder
 
     def n_splits(self) -> int:
