@@ -371,12 +371,14 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
         if option != "--splits":
             raise click.BadParameter("'all' only applies to --splits", param_hint=option)
         return []
-    try:
-        values = [int(part) if part.strip().isascii() else int("x") for part in text.split(",")]
-    except ValueError:
+    from probreg.params import INTEGER_TEXT
+
+    parts = [part.strip() for part in text.split(",")]
+    if not all(INTEGER_TEXT.fullmatch(part) for part in parts):
         raise click.BadParameter(
             f"'{text}' is not a comma-separated list of integers", param_hint=option
-        ) from None
+        )
+    values = [int(part) for part in parts]
     if not values or min(values) < 0:
         raise click.BadParameter(f"'{text}' must list integers >= 0", param_hint=option)
     return values

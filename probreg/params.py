@@ -80,8 +80,7 @@ class Param:
                 if isinstance(raw, float) and raw.is_integer():
                     return int(raw)
                 raise UsageError(f"invalid {where}: {raw!r} is not an integer")
-            # Plain ASCII digits only: Python's int() also takes "1_0" and other scripts' digits.
-            if text is not None and not _INTEGER.fullmatch(text):
+            if text is not None and not INTEGER_TEXT.fullmatch(text):
                 raise UsageError(f"invalid {where}: '{raw}' is not an integer")
             return int(text) if text is not None else raw
         if self.type == "float":
@@ -127,7 +126,8 @@ class Param:
                 )
 
 
-_INTEGER = re.compile(r"[+-]?[0-9]+")
+#: An integer as people type one: Python's ``int()`` also takes ``1_0`` and other scripts' digits.
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 def parse_spec(spec: str, kind: str = "plugin") -> tuple[str, dict[str, str]]:

@@ -97,9 +97,10 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
     The folder is made like every probreg output folder (:func:`probreg.rundir.claim`: checked,
     locked, built aside and swapped in), but it then stays open: the study grows inside it and
     the report files are replaced atomically at the end. A tune folder (its marker says
-    ``tune``) is resumed, unless its report is of another study than ``study`` (a different
-    dataset, head or metric), whose report would be replaced: that is refused. ``force``
-    replaces it, and any other probreg folder, with a new one. Other folders are refused.
+    ``tune``) is resumed, unless its report (``tune.json``) names another study than ``study``
+    (``--study``, by default made from the dataset, head and metric), whose report would be
+    replaced: that is refused. ``force`` replaces it, and any other probreg folder, with a new
+    one. Other folders are refused.
     """
     from probreg import rundir
 

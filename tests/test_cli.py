@@ -231,6 +231,7 @@ def test_native_tensorflow_chatter_is_hidden_by_default(tmp_path):
         (["--dataset", "uci:path=nowhere", "--splits", "0,0"], "--splits lists a split twice"),
         (["--seeds", "1,1"], "--seeds lists a seed twice"),
         (["--seeds", "1,"], "'1,' is not a comma-separated list of integers"),
+        (["--seeds", "1_0"], "'1_0' is not a comma-separated list of integers"),
         (["--seed", "3", "--seeds", "1,2"], "give --seed or --seeds, not both"),
     ],
 )
