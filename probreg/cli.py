@@ -319,7 +319,9 @@ def run(
     from probreg import distributed as dist
 
     layout = None
-    if not distributed:
+    if distributed:
+        layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
+    else:
         context = click.get_current_context()
         given = [
             name
@@ -329,11 +331,9 @@ def run(
         if given:
             option = "--" + given[0].replace("_", "-")
             raise click.UsageError(f"{option} only applies with --distributed")
-    if distributed:
-        layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
-    elif devices > 1:
-        dist.prepare_local_devices(devices)
-        layout = dist.Layout(devices=devices)
+        if devices > 1:
+            dist.prepare_local_devices(devices)
+            layout = dist.Layout(devices=devices)
     result = api.run(
         dataset,
         head,

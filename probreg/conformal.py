@@ -212,7 +212,8 @@ def parse(spec: str) -> tuple[str, float]:
         )
     options = {"level": "0.9", "kind": "interval"}
     given: set[str] = set()
-    for item in (part.strip() for part in rest.split(",")) if rest.strip() else ():
+    items = [part.strip() for part in rest.split(",")] if rest.strip() else []
+    for item in items:
         if not item:
             raise UsageError(f"--intervals has an empty option in '{spec}'")
         key, eq, value = item.partition("=")
