@@ -39,6 +39,9 @@ class TrainingConfig:
     jit_compile: bool | str = "auto"
     steps_per_execution: int = 16
     validation_batch_size: int | None = None
+    #: Momentum of a moving average of the weights that validation, early stopping and the kept
+    #: weights use (:func:`probreg.training.fit`); 0 is off.
+    ema: float = 0.0
 
 
 def training_params(
@@ -49,6 +52,7 @@ def training_params(
     patience: int = 20,
     weight_decay: float = 0.0,
     clipnorm: float = 0.0,
+    ema: float = 0.0,
 ) -> tuple[Param, ...]:
     """The training parameters every built-in head accepts, with that head's own defaults."""
     return (
@@ -86,6 +90,15 @@ def training_params(
             "clip each step's gradients to this global norm before Adam sees them (1 helped "
             "the spline family on data with hard edges); 0 turns it off",
             minimum=0.0,
+        ),
+        Param(
+            "ema",
+            "float",
+            ema,
+            "keep an exponential moving average of the weights with this momentum (e.g. 0.999) "
+            "and validate, stop early and predict with it; 0 turns it off",
+            minimum=0.0,
+            maximum=0.9999,
         ),
     )
 

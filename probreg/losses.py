@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from probreg import optimizers  # noqa: F401  (registers ema's optimizer for loading models)
 from probreg.families import gaussian_mixture
 from probreg.families.base import Family, split_members
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from probreg.errors import TrainingError
 from probreg.heads import TrainingConfig
+from probreg.optimizers import AdamWithWarmEMA
 
 if TYPE_CHECKING:  # pragma: no cover
     from probreg.distributed import PeerWatchdog
@@ -312,11 +313,13 @@ def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch
         )
-    return keras.optimizers.Adam(
-        learning_rate,
-        weight_decay=config.weight_decay or None,
-        global_clipnorm=config.clipnorm or None,
-    )
+    options = {
+        "weight_decay": config.weight_decay or None,
+        "global_clipnorm": config.clipnorm or None,
+    }
+    if config.ema:
+        return AdamWithWarmEMA(learning_rate, use_ema=True, ema_momentum=config.ema, **options)
+    return keras.optimizers.Adam(learning_rate, **options)
 
 
 def fit(
@@ -345,10 +348,13 @@ def fit(
     (``loss``, ``val_loss``, ...); an exception it raises ends training and propagates (a
     hyperparameter search prunes a trial this way).
     ``monitor`` is ``(key, callback)``: a callback that writes ``logs[key]`` after every epoch
-    (first of all callbacks); early stopping and the best epoch then follow ``key`` instead of
-    ``val_loss`` (:func:`probreg.postfit.monitor_callback`). With several keys the first one
-    picks the kept weights, training stops when none has improved for ``patience`` epochs,
-    and each further key's best epoch and weights come back in :attr:`FitResult.checkpoints`.
+    (first of all callbacks but ``ema``'s swap); early stopping and the best epoch then follow
+    ``key`` instead of ``val_loss`` (:func:`probreg.postfit.monitor_callback`). With several
+    keys the first one picks the kept weights, training stops when none has improved for
+    ``patience`` epochs, and each further key's best epoch and weights come back in
+    :attr:`FitResult.checkpoints`.
+    With ``config.ema`` every validation score, the best epoch and the kept weights are those
+    of the weights' moving average (Polyak averaging); training and its loss use the raw ones.
     """
     keys, scorer = monitor if monitor is not None else ("val_loss", None)
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
@@ -371,6 +377,11 @@ def fit(
         )
     if verbose:
         callbacks.append(_Progress(config.epochs))
+    # With ``ema`` the average goes into the model for validation and stays there at each
+    # epoch's end, before any other callback, so scores and kept weights are the average's.
+    # _BestEpochs then restores the best epoch's average after every run (the optimizer does
+    # not copy its average into the model at the end: AdamWithWarmEMA.finalize_variable_values).
+    swap_in_average = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []
     inputs = training_batches(x_train, y_train, config.batch_size, seed, stream)
     if config.validation_batch_size is not None:
         inputs["validation_batch_size"] = config.validation_batch_size
@@ -394,6 +405,7 @@ def fit(
                 epochs=config.epochs,
                 validation_data=validation_batches(x_val, y_val),
                 callbacks=[  # history after the LR log (and the monitor's score)
+                    *swap_in_average,
                     *([scorer] if scorer is not None else []),
                     callbacks[0],
                     history,

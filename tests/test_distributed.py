@@ -76,7 +76,8 @@ def test_two_processes_train_together_and_match_one(tmp_path):
     start = time.time()
     port = _free_port()
     out = tmp_path / "run"
-    processes = [_launch(port, rank, out) for rank in (0, 1)]
+    head = f"{HEAD},ema=0.99"  # the weight average is swapped in on every process too
+    processes = [_launch(port, rank, out, head) for rank in (0, 1)]
     results = [p.communicate(timeout=110) for p in processes]
     for process, (_, err) in zip(processes, results, strict=True):
         assert process.returncode == 0, err[-3000:]
@@ -101,7 +102,7 @@ def test_two_processes_train_together_and_match_one(tmp_path):
             "--dataset",
             DATA,
             "--head",
-            HEAD,
+            head,
             "--seed",
             "3",
             "--output",
@@ -155,7 +156,7 @@ def test_several_local_devices_on_one_host(tmp_path):
                 "--dataset",
                 DATA,
                 "--head",
-                HEAD,
+                f"{HEAD},ema=0.99",  # the weight average is swapped in on every device too
                 "--devices",
                 "2",
                 "--output",

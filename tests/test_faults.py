@@ -120,7 +120,7 @@ def make_interrupted(self, force=False):
 trainer.JAXTrainer.make_train_function = make_interrupted
 result = api.run(
     "spiral:n=1000,val=200,test=200",
-    "mdn:hidden=16,components=2,epochs=50,patience=50",
+    "mdn:hidden=16,components=2,epochs=50,patience=50" + sys.argv[2],
     output=sys.argv[1],
     quiet=True,
 )
@@ -130,14 +130,16 @@ print(json.dumps({"status": result.status, "epochs": result.metrics["epochs"],
 """
 
 
-def test_an_interrupt_inside_a_compiled_jax_step_still_saves_the_run(tmp_path):
+@pytest.mark.parametrize("extra", ["", ",ema=0.99"])
+def test_an_interrupt_inside_a_compiled_jax_step_still_saves_the_run(tmp_path, extra):
     """A compiled JAX step consumes its input buffers, the optimizer's state among them; an
     interrupt raised right after one (so Keras is left holding only deleted buffers) must
-    still give a complete, loadable run from the best epoch's weights."""
+    still give a complete, loadable run from the best epoch's weights (with ``ema``: from the
+    best epoch's average, although Keras then also writes its deleted average back)."""
     pytest.importorskip("jax")
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_INSIDE_A_JAX_STEP, str(out)],
+        [sys.executable, "-c", INTERRUPT_INSIDE_A_JAX_STEP, str(out), extra],
         capture_output=True,
         text=True,
         env={**ENV, "KERAS_BACKEND": "jax"},

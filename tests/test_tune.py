@@ -113,7 +113,7 @@ def test_default_space_comes_from_the_declared_parameters():
     assert components.kind == "int" and components.low >= 1 and components.high <= 1000
     assert "128+128+128" in space.dimensions["hidden"].choices
     # Switches that default to off stay off unless --space names them.
-    assert not {"dropout", "clipnorm"} & set(space.dimensions)
+    assert not {"dropout", "clipnorm", "ema"} & set(space.dimensions)
     assert build_space("mdn", "dropout=0.01..0.3:log").dimensions["dropout"] == Dimension(
         "dropout", "float", 0.01, 0.3, log=True
     )

@@ -157,26 +157,32 @@ class LocationScaleMixture(MixtureShape, Distribution):
 
     @functools.cached_property
     def _cumulative_weights(self) -> np.ndarray:
-        """``(n, K)`` running sums of the weights, computed once per distribution: drawing
-        again (pictures, ``predict --samples``, a sampler per seed) skips the ``exp``."""
-        return np.cumsum(self.weights, axis=1)
+        """``(K, n)`` running sums of the weights, computed once per distribution: drawing
+        again (pictures, ``predict --samples``, a sampler per seed) skips the ``exp``.
+        Components run along the first axis, so each comparison with a row of uniforms runs
+        over ``n`` contiguous values (about 3x faster than over the ``K`` of an ``(n, K)``)."""
+        return np.ascontiguousarray(np.cumsum(self.weights, axis=1).T)
 
     def _choose(self, rng: np.random.Generator, num_samples: int) -> np.ndarray:
         """Component index of each draw, ``(s, n)``: one uniform against the cumulative weights."""
         cumulative = self._cumulative_weights
-        u = rng.random((num_samples, self.batch_size, 1)) * cumulative[:, -1:]
-        # Counting with a float32 dot product is about 3x faster than a bool ``sum`` (which
-        # widens to int64) and exact for any realistic number of components (< 2**24).
-        below = (u > cumulative).astype(np.float32) @ np.ones(self.components, np.float32)
+        u = rng.random((num_samples, 1, self.batch_size)) * cumulative[-1]
+        # Counting with a float32 product is about 3x faster than a bool ``sum`` (which widens
+        # to int64) and exact for any realistic number of components (< 2**24).
+        below = np.ones(self.components, np.float32) @ (u > cumulative).astype(np.float32)
         return np.minimum(below.astype(np.intp), self.components - 1)
 
     def sample(self, rng: np.random.Generator, num_samples: int = 1) -> np.ndarray:
-        # Vectorised ancestral sampling: no Python loop over rows or draws.
-        index = self._choose(rng, num_samples)
-        rows = np.arange(self.batch_size)
-        chosen = {k: v[rows, index][..., None] for k, v in self.shapes.items()}  # (s, n, 1)
-        z = self._std_draws(rng, chosen, (num_samples, self.batch_size, self.event_dim))
-        return self.means[rows, index] + self.scales[rows, index] * z
+        # Vectorised ancestral sampling: no Python loop over rows or draws. The chosen
+        # components are gathered by flat index, (row, k) -> row * K + k: faster than 2-D.
+        flat = np.arange(self.batch_size) * self.components + self._choose(rng, num_samples)
+
+        def chosen(v: np.ndarray) -> np.ndarray:  # (n, K, ...) -> (s, n, ...)
+            return np.take(v.reshape(-1, *v.shape[2:]), flat, axis=0)
+
+        shapes = {k: chosen(v)[..., None] for k, v in self.shapes.items()}  # (s, n, 1)
+        z = self._std_draws(rng, shapes, (num_samples, self.batch_size, self.event_dim))
+        return chosen(self.means) + chosen(self.scales) * z
 
     def mean(self) -> np.ndarray:
         return np.einsum("nk,nkd->nd", self.weights, self.means)
