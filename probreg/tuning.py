@@ -105,12 +105,14 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
     from probreg import rundir
 
     def check_same_study() -> None:
+        if study is None:
+            return
         try:
             summary = json.loads((path / SUMMARY_FILE).read_text())
             earlier = summary.get("study")
         except (OSError, ValueError, AttributeError):
             return  # no finished report yet: nothing of another study to lose
-        if study is not None and earlier not in (None, study):
+        if earlier not in (None, study):
             command = summary.get("command")
             again = f" ({shorten(str(command))})" if command else ""
             raise UsageError(

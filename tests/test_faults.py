@@ -134,8 +134,8 @@ print(json.dumps({"status": result.status, "epochs": result.metrics["epochs"],
 def test_an_interrupt_inside_a_compiled_jax_step_still_saves_the_run(tmp_path, extra):
     """A compiled JAX step consumes its input buffers, the optimizer's state among them; an
     interrupt raised right after one (so Keras is left holding only deleted buffers) must
-    still give a complete, loadable run from the best epoch's weights (with ``ema``: from the
-    best epoch's average, although Keras then also writes its deleted average back)."""
+    still give a complete, loadable run from the best epoch's weights (with ``ema``: the best
+    epoch's average; the average's buffers are consumed too, and nothing may copy them back)."""
     pytest.importorskip("jax")
     out = tmp_path / "run"
     result = subprocess.run(
