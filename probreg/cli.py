@@ -10,13 +10,12 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import sys
 from typing import Any, NoReturn
 
 import click
 
-from probreg import __version__
+from probreg import __version__, interrupts
 from probreg.errors import ProbregError, shorten
 
 SPEC_HELP = "NAME or NAME:key=value,...; see `probreg list`"
@@ -107,26 +106,6 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _stop_on_signals() -> None:
-    """SIGTERM (timeout, Docker, Kubernetes, Slurm) and SIGHUP stop like Ctrl-C: training keeps
-    its best weights and the run finishes as ``interrupted``. An ignored SIGHUP (nohup) stays
-    ignored."""
-
-    def stop(signum: int, frame: Any) -> None:
-        from probreg import plugins
-
-        plugins.user_signal_received = True  # so plugin loading does not take it for a plugin's
-        raise KeyboardInterrupt
-
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is None:
-            continue
-        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them
-            if signal.getsignal(number) is not signal.SIG_IGN:
-                signal.signal(number, stop)
-
-
 def _drop_stdout() -> None:
     """Send what is left in stdout's buffer to /dev/null (the reader is gone or the disk is
     full), so Python's exit does not print an 'Exception ignored' traceback."""
@@ -172,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         _mute_native_stderr()
-    _stop_on_signals()
+    interrupts.install()
     try:
         result = cli.main(args=argv, prog_name="probreg", standalone_mode=False)
         sys.stdout.flush()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pluggy
 
-from probreg import hookspecs
+from probreg import hookspecs, interrupts
 from probreg.errors import PluginError, UsageError, shorten
 from probreg.params import parse_spec
 
@@ -87,13 +87,10 @@ _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
 
 
-#: Set by ``probreg.cli``'s signal handlers when the user's Ctrl-C, SIGTERM or SIGHUP arrives:
-#: a KeyboardInterrupt then is the user's stop, not a plugin's misbehaviour.
-user_signal_received = False
-
-
 def _reraise_user_signal(error: BaseException) -> None:
-    if isinstance(error, KeyboardInterrupt) and user_signal_received:
+    # After the CLI's Ctrl-C, SIGTERM or SIGHUP a KeyboardInterrupt is the user's stop, not a
+    # plugin's misbehaviour.
+    if isinstance(error, KeyboardInterrupt) and interrupts.received:
         raise error
 
 

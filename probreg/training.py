@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from probreg import interrupts
 from probreg.errors import TrainingError
 from probreg.heads import TrainingConfig
 from probreg.optimizers import AdamWithWarmEMA
@@ -89,6 +90,19 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.bad = f"the training loss became {float(loss)} in epoch {self.epoch + 1}"
             self.model.stop_training = True
+
+
+class _RaiseDroppedStops(keras.callbacks.Callback):
+    """Raise ``KeyboardInterrupt`` before a batch when a stop signal arrived during this fit and
+    did not end it: Python dropped it, raised inside a garbage-collection callback or a
+    ``__del__`` (:mod:`probreg.interrupts`)."""
+
+    def on_train_begin(self, logs=None) -> None:
+        self.received = interrupts.received
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        if interrupts.received != self.received:
+            raise KeyboardInterrupt
 
 
 class _BestEpochs(keras.callbacks.Callback):
@@ -368,7 +382,12 @@ def fit(
     )
     best_epochs = _BestEpochs(keys, config.patience)
     guard = _StopOnNonFinite()
-    callbacks: list[keras.callbacks.Callback] = [_LearningRateLog(), guard, best_epochs]
+    callbacks: list[keras.callbacks.Callback] = [
+        _LearningRateLog(),
+        guard,
+        best_epochs,
+        _RaiseDroppedStops(),
+    ]
     if config.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
