@@ -93,11 +93,12 @@ class _StopOnNonFinite(keras.callbacks.Callback):
 
 
 class _RaiseDroppedStops(keras.callbacks.Callback):
-    """Raise ``KeyboardInterrupt`` before a batch when a stop signal arrived during this fit and
-    did not end it: Python dropped it, raised inside a garbage-collection callback or a
-    ``__del__`` (:mod:`probreg.interrupts`)."""
+    """Raise ``KeyboardInterrupt`` before a batch when a stop signal arrived since this callback
+    was made (at the start of :func:`fit`) and did not end training: Python dropped it, raised
+    inside a garbage-collection callback or a ``__del__`` (:mod:`probreg.interrupts`)."""
 
-    def on_train_begin(self, logs=None) -> None:
+    def __init__(self) -> None:
+        super().__init__()
         self.received = interrupts.received
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
@@ -370,6 +371,7 @@ def fit(
     With ``config.ema`` every validation score, the best epoch and the kept weights are those
     of the weights' moving average (Polyak averaging); training and its loss use the raw ones.
     """
+    dropped_stops = _RaiseDroppedStops()  # before compiling, which a signal may interrupt too
     keys, scorer = monitor if monitor is not None else ("val_loss", None)
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
@@ -386,7 +388,7 @@ def fit(
         _LearningRateLog(),
         guard,
         best_epochs,
-        _RaiseDroppedStops(),
+        dropped_stops,
     ]
     if config.schedule == "plateau":
         callbacks.append(
