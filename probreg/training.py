@@ -93,17 +93,15 @@ class _StopOnNonFinite(keras.callbacks.Callback):
 
 
 class _RaiseDroppedStops(keras.callbacks.Callback):
-    """Raise ``KeyboardInterrupt`` before a batch when a stop signal arrived since this callback
-    was made (at the start of :func:`fit`) and did not end training: Python dropped it, raised
-    inside a garbage-collection callback or a ``__del__`` (:mod:`probreg.interrupts`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received = interrupts.received
+    """Raise ``KeyboardInterrupt`` before a training or validation batch when Python dropped a
+    stop signal (handled inside a garbage-collection callback or a ``__del__``; see
+    :mod:`probreg.interrupts`)."""
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
-        if interrupts.received != self.received:
+        if interrupts.take_dropped():
             raise KeyboardInterrupt
+
+    on_test_batch_begin = on_train_batch_begin
 
 
 class _BestEpochs(keras.callbacks.Callback):
@@ -371,7 +369,6 @@ def fit(
     With ``config.ema`` every validation score, the best epoch and the kept weights are those
     of the weights' moving average (Polyak averaging); training and its loss use the raw ones.
     """
-    dropped_stops = _RaiseDroppedStops()  # before compiling, which a signal may interrupt too
     keys, scorer = monitor if monitor is not None else ("val_loss", None)
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
@@ -388,7 +385,7 @@ def fit(
         _LearningRateLog(),
         guard,
         best_epochs,
-        dropped_stops,
+        _RaiseDroppedStops(),
     ]
     if config.schedule == "plateau":
         callbacks.append(
@@ -438,6 +435,9 @@ def fit(
         status = "interrupted"
         _replace_deleted_buffers(model)
         best_epochs.restore()
+    else:
+        if interrupts.take_dropped():  # a stop dropped after the last batch
+            status = "interrupted"
     seconds = time.perf_counter() - start
     if guard.bad is not None:
         raise TrainingError(

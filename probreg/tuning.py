@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probreg import files, plugins
+from probreg import files, interrupts, plugins
 from probreg.api import Echo, silent, to_stderr
 from probreg.errors import ProbregError, TrainingError, UsageError, shorten
 from probreg.params import parse_spec
@@ -766,6 +766,7 @@ def _command(config: TuneConfig, workers: int) -> str:
 def _worker_main() -> int:
     """``python -m probreg.tuning``: one worker process started by ``workers``; the search comes
     as JSON in ``$PROBREG_TUNE_CONFIG`` (not the command line, which others can read)."""
+    interrupts.install()  # Ctrl-C and SIGTERM stop a worker as they stop `probreg tune`
     config = TuneConfig(**json.loads(os.environ["PROBREG_TUNE_CONFIG"]))
     index = os.environ.get("PROBREG_TUNE_WORKER", "?")
     say = silent if os.environ.get("PROBREG_TUNE_QUIET") == "1" else to_stderr

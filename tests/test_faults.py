@@ -157,47 +157,64 @@ import keras
 import numpy as np
 from probreg import api, interrupts, load_run
 
+out, where = sys.argv[1], sys.argv[2]
 interrupts.install()  # what the CLI does first
 dropped = []
-quiet = sys.unraisablehook
+counting = sys.unraisablehook
 sys.unraisablehook = lambda unraisable: (dropped.append(unraisable.exc_type.__name__),
-                                         quiet(unraisable))
+                                         counting(unraisable))
 
 def stop_inside_a_gc_callback(phase, info):
     gc.callbacks.remove(stop_inside_a_gc_callback)
     signal.raise_signal(signal.SIGINT)  # the handler runs here, and Python drops its exception
 
-end_of_epoch = keras.callbacks.History.on_epoch_end
+def drop_a_stop(*_):
+    gc.callbacks.append(stop_inside_a_gc_callback)
+    gc.collect()
 
-def on_epoch_end(self, epoch, logs=None):
-    end_of_epoch(self, epoch, logs)
-    if epoch == 1:
-        gc.callbacks.append(stop_inside_a_gc_callback)
-        gc.collect()
-
-keras.callbacks.History.on_epoch_end = on_epoch_end
-result = api.run(
-    "spiral:n=1000,val=200,test=200",
-    "mdn:hidden=16,components=2,epochs=40,patience=40",
-    output=sys.argv[1],
-    quiet=True,
-)
-means = load_run(sys.argv[1]).distribution(np.array([[1.0], [2.0]])).mean()
-print(json.dumps({"status": result.status, "epochs": result.metrics["epochs"],
-                  "dropped": dropped, "finite": bool(np.isfinite(means).all())}))
+history = keras.callbacks.History
+if where == "in the second epoch":
+    end_of_epoch = history.on_epoch_end
+    def on_epoch_end(self, epoch, logs=None):
+        end_of_epoch(self, epoch, logs)
+        if epoch == 1:
+            drop_a_stop()
+    history.on_epoch_end = on_epoch_end
+elif where == "after the last batch":
+    history.on_train_end = drop_a_stop
+else:
+    drop_a_stop()
+try:
+    result = api.run("spiral:n=1000,val=200,test=200",
+                     "mdn:hidden=16,components=2,epochs=6,patience=6", output=out, quiet=True)
+    means = load_run(out).distribution(np.array([[1.0], [2.0]])).mean()
+    outcome = {"status": result.status, "epochs": result.metrics["epochs"],
+               "finite": bool(np.isfinite(means).all())}
+except KeyboardInterrupt:
+    outcome = {"raised": "KeyboardInterrupt"}
+print(json.dumps({**outcome, "dropped": dropped.count("KeyboardInterrupt")}))
 """
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_a_stop_signal_that_python_drops_still_stops_training(tmp_path, backend):
+@pytest.mark.parametrize(
+    ("where", "backend", "expected"),
+    [
+        ("in the second epoch", "tensorflow", {"status": "interrupted", "epochs": 2}),
+        ("in the second epoch", "jax", {"status": "interrupted", "epochs": 2}),
+        ("after the last batch", "tensorflow", {"status": "interrupted", "epochs": 6}),
+        ("before training", "tensorflow", {"raised": "KeyboardInterrupt"}),
+    ],
+)
+def test_a_stop_signal_that_python_drops_still_stops_training(tmp_path, where, backend, expected):
     """A signal handled inside a garbage-collection callback (JAX registers one) raises a
-    KeyboardInterrupt that Python only reports and drops; training must still stop before its
-    next batch and keep the run, and the dropped exception must not print a traceback. (A CI
-    run once trained on for minutes after Ctrl-C on JAX this way.)"""
+    KeyboardInterrupt that Python only reports and drops. Training must still stop before its
+    next batch and keep the run (or, after the last batch, finish as interrupted; before
+    training, keep nothing), and the dropped exception must print nothing. (A CI run once
+    trained on for minutes after Ctrl-C on JAX this way.)"""
     pytest.importorskip(backend)
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", A_STOP_DROPPED_BY_PYTHON, str(out)],
+        [sys.executable, "-c", A_STOP_DROPPED_BY_PYTHON, str(out), where],
         capture_output=True,
         text=True,
         env={**ENV, "KERAS_BACKEND": backend},
@@ -205,14 +222,46 @@ def test_a_stop_signal_that_python_drops_still_stops_training(tmp_path, backend)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome == {
-        "status": "interrupted",
-        "epochs": 2,
-        "dropped": ["KeyboardInterrupt"],
-        "finite": True,
-    }
+    if "raised" not in expected:
+        expected = {**expected, "finite": True}
+    assert outcome == {**expected, "dropped": 1}
     assert "KeyboardInterrupt" not in result.stderr
-    assert rundir.read_marker(out)["state"] == "complete"
+    if "raised" in expected:
+        assert not out.exists()
+    else:
+        assert rundir.read_marker(out)["state"] == "complete"
+
+
+INSTALLED = """
+import signal, sys
+from probreg import interrupts
+if sys.argv[1] == "cli":
+    from probreg import cli
+    try:
+        cli.main(["list"])
+    except SystemExit:
+        pass
+else:
+    from probreg import tuning
+    tuning.run_worker = lambda *args, **kwargs: (None, False)
+    tuning._worker_main()
+handlers = {signal.getsignal(s) is interrupts._stop for s in (signal.SIGINT, signal.SIGTERM)}
+print(handlers == {True} and getattr(sys.unraisablehook, "probreg_counts_dropped_stops", False))
+"""
+
+
+@pytest.mark.parametrize("entry", ["cli", "tune worker"])
+def test_the_cli_and_tune_workers_install_the_stop_handlers(entry):
+    config = {"dataset": "spiral", "head": "mdn", "metric": "nll", "trials": 1}
+    config |= {"storage": "sqlite://", "study": "s"}
+    result = subprocess.run(
+        [sys.executable, "-c", INSTALLED, entry],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PROBREG_TUNE_CONFIG": json.dumps(config)},
+        timeout=120,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "True", result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
@@ -244,20 +293,21 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend):
         # that; restore the default so Ctrl-C reaches the child.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
-    deadline = time.time() + 120
-    seen = ""
-    while "epoch 1/" not in seen and time.time() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert "epoch 1/" in seen, seen
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
     try:
+        deadline = time.time() + 120
+        seen = ""
+        while "epoch 1/" not in seen and time.time() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "epoch 1/" in seen, seen
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:  # a run that ignored the signal must not train on after the test
         process.kill()
+        process.wait()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     metrics = json.loads((out / "metrics.json").read_text())

@@ -399,20 +399,24 @@ def test_resume_after_sigint_keeps_finished_trials(tmp_path):
     out = tmp_path / "tune"
     storage = f"sqlite:///{out / 'study.db'}"
     proc = _probreg(*_tune_args(out, 50, "--study", "resume"))
-    deadline = time.monotonic() + 300
-    finished: list = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(1)
-        if _study_ready(out / "study.db", "resume"):
-            try:
-                finished = _finished(_trials(storage, "resume"))
-            except Exception:  # the study is being created
-                continue
-            if finished:
-                break
-    assert finished, proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 300
+        finished: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(1)
+            if _study_ready(out / "study.db", "resume"):
+                try:
+                    finished = _finished(_trials(storage, "resume"))
+                except Exception:  # the study is being created
+                    continue
+                if finished:
+                    break
+        assert finished, proc.communicate()[1]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:  # a search that ignored the signal must not run on after the test
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130, stderr
     before = {t.number: t.value for t in _finished(_trials(storage, "resume"))}
     assert 1 <= len(before) < 50
