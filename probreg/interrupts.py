@@ -1,4 +1,4 @@
-"""The CLI's stop signals, and how training makes sure that none is lost.
+"""The stop signals of the CLI and of tune's workers, and how training makes sure none is lost.
 
 Ctrl-C, SIGTERM (timeout, Docker, Kubernetes, Slurm) and SIGHUP raise ``KeyboardInterrupt``:
 training keeps its best weights and the run finishes as ``interrupted``. Python cannot raise an
