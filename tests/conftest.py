@@ -1,8 +1,11 @@
-"""Shared fixtures: quiet TensorFlow, temporary plugins, and one small trained run to reuse."""
+"""Shared fixtures: quiet TensorFlow, temporary plugins, one small trained run to reuse, and
+waiting for a child process to start training."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -24,6 +27,25 @@ def temporary_plugin():
     yield add
     for name in names:
         plugins.unregister_plugin(name)
+
+
+@pytest.fixture
+def wait_for_training():
+    """``wait_for_training(process, timeout=180)``: read a child ``probreg`` process's stderr
+    until it reports its first epoch, and return what it printed."""
+
+    def wait(process: subprocess.Popen, timeout: float = 180) -> str:
+        seen = ""
+        deadline = time.time() + timeout
+        while "epoch 1/" not in seen and time.time() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "epoch 1/" in seen, seen[-2000:]
+        return seen
+
+    return wait
 
 
 @pytest.fixture(scope="session")

@@ -119,19 +119,12 @@ def test_two_processes_train_together_and_match_one(tmp_path):
     assert metrics["test"]["nll"] == pytest.approx(alone["test"]["nll"], abs=0.15)
 
 
-def test_a_dead_peer_stops_the_job_with_a_clear_error(tmp_path):
+def test_a_dead_peer_stops_the_job_with_a_clear_error(tmp_path, wait_for_training):
     port = _free_port()
     head = "mdn:components=5,hidden=32+32,epochs=100000,patience=100000"
     survivor = _launch(port, 0, tmp_path / "run", head=head, timeout=15)
     victim = _launch(port, 1, tmp_path / "run", head=head, timeout=15)
-    seen = ""
-    deadline = time.time() + 90
-    while "epoch 1/" not in seen and time.time() < deadline:
-        line = survivor.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert "epoch 1/" in seen, seen[-2000:]
+    seen = wait_for_training(survivor, timeout=90)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.time()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 
@@ -61,19 +60,6 @@ def start(args: list[str]) -> subprocess.Popen:
         text=True,
         env=ENV,
     )
-
-
-def wait_for_training(process: subprocess.Popen) -> str:
-    """Read the child's stderr until its first epoch is reported."""
-    seen = ""
-    deadline = time.time() + 180
-    while "epoch 1/" not in seen and time.time() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen += line
-    assert "epoch 1/" in seen, seen
-    return seen
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +184,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
         pass
 
 
-def test_concurrent_run_is_refused_and_sigterm_keeps_the_best_weights(tmp_path):
+def test_concurrent_run_is_refused_and_sigterm_keeps_the_best_weights(tmp_path, wait_for_training):
     out = tmp_path / "run"
     first = start(["run", *LONG, "--output", str(out)])
     try:
@@ -253,7 +239,9 @@ cli.main(sys.argv[2:])
 
 
 @pytest.mark.parametrize("point", ["loading", "training", "saving", "before-swap", "after-swap"])
-def test_a_kill_at_any_moment_leaves_the_old_run_or_a_rejected_folder(old_run, tmp_path, point):
+def test_a_kill_at_any_moment_leaves_the_old_run_or_a_rejected_folder(
+    old_run, tmp_path, point, wait_for_training
+):
     out, old_id = copy_of(old_run, tmp_path)
     args = ["run", *(LONG if point == "training" else TINY), "-o", str(out), "--force"]
     process = subprocess.Popen(

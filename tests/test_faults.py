@@ -265,7 +265,7 @@ def test_the_cli_and_tune_workers_install_the_stop_handlers(entry):
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend):
+def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend, wait_for_training):
     """The whole CLI path on each backend: exit code 130, a complete run, predict works. (On
     JAX the signal usually lands inside a compiled step; the next test makes sure of it.)"""
     pytest.importorskip(backend)
@@ -294,14 +294,7 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
     try:
-        deadline = time.time() + 120
-        seen = ""
-        while "epoch 1/" not in seen and time.time() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            seen += line
-        assert "epoch 1/" in seen, seen
+        wait_for_training(process, timeout=120)
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
