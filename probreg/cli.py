@@ -467,6 +467,18 @@ def _ranking(result) -> str:
     return "\n".join(lines)
 
 
+def best_line(metric: str, summary: dict) -> str:
+    """``tune``'s line on the best trial, against the head's defaults."""
+    best, default = summary["best"], summary["default"]
+    line = f"best validation {metric} {best['value']:.4f}"
+    if default and default["number"] == best["number"]:
+        # A default outside the space (a weight decay of 0) ran as the space's nearest value.
+        return line + " (the head's defaults won; the spec below is how that trial ran)"
+    if default:
+        return line + f" (the head's defaults: {default['value']:.4f})"
+    return line
+
+
 @cli.command()
 @DATASET
 @click.option("--head", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
@@ -596,11 +608,8 @@ def tune(
         f"{pruning['saved_seconds']:.0f} s ({100 * pruning['saved_fraction']:.0f}%)"
     ]
     if result.best_spec is not None:
-        line = f"best validation {metric} {result.best_value:.4f}"
-        if result.default_value is not None:
-            line += f" (the head's defaults: {result.default_value:.4f})"
         lines += [
-            line,
+            best_line(metric, summary),
             "run it: "
             + shlex.join(["probreg", "run", "--dataset", dataset, "--head", result.best_spec]),
         ]

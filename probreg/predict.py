@@ -112,11 +112,18 @@ def predict(
             for j, y in enumerate(y_names)
         ]
     if params:
-        axes, taken = distribution.param_axes(), {name for name, _ in columns}
+        axes = distribution.param_axes()
+        from_mean = {f"{y}_mean" for y in y_names} if mean else set()
         for name, values in distribution.params().items():
             made = param_columns(name, np.asarray(values), axes.get(name), y_names)
-            columns += [column for column in made if column[0] not in taken]  # --mean's y_mean
+            columns += [column for column in made if column[0] not in from_mean]  # written once
     header = [name for name, _ in columns]
+    repeated = next((name for name in header if header.count(name) > 1), None)
+    if repeated is not None:
+        raise UsageError(
+            f"the output would have two columns named '{repeated}': the run's input column of "
+            f"that name and a predicted one; leave out the option that adds it"
+        )
     table = np.stack([values for _, values in columns], axis=1)
     files.write_output(output, csvfiles.format_table(header, table))
     return header, table

@@ -213,12 +213,16 @@ def _replace_deleted_buffers(model: keras.Model) -> None:
             variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
 
 
-def training_batches(x, y, batch_size: int, seed: int, stream: bool) -> dict:
+def training_batches(
+    x, y, batch_size: int, seed: int, stream: bool, batches_per_element: int = 1
+) -> dict:
     """``model.fit`` keyword arguments that feed shuffled mini-batches of ``(x, y)``.
 
     On TensorFlow this is a ``tf.data`` pipeline (about twice as fast as handing Keras numpy
     arrays on a CPU); on other backends, arrays or a :class:`BatchStream`. When streaming, only
     row indices are shuffled and each batch is gathered as it is needed.
+    ``batches_per_element`` (TensorFlow, in memory) makes each element that many consecutive
+    mini-batches' rows, for :func:`grouped_train_function`; the rows come in the same order.
     """
     if keras.backend.backend() != "tensorflow":
         if stream:
@@ -247,7 +251,7 @@ def training_batches(x, y, batch_size: int, seed: int, stream: bool) -> dict:
         batches = (
             tf.data.Dataset.from_tensor_slices((x, y))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size)
+            .batch(batch_size * batches_per_element)
         )
     return {"x": batches.prefetch(tf.data.AUTOTUNE), "shuffle": False}  # shuffled above
 
@@ -320,6 +324,66 @@ def uses_xla(config: TrainingConfig, steps_per_epoch: int) -> bool:
     return bool(config.jit_compile)
 
 
+#: Whether :func:`fit` runs a group of mini-batches per XLA program on TensorFlow
+#: (:func:`groups_steps`); the tests switch it off to compare with Keras's own loop.
+GROUP_STEPS = True
+
+
+def groups_steps(config: TrainingConfig, steps_per_epoch: int, stream: bool) -> bool:
+    """Whether :func:`fit` trains through :func:`grouped_train_function`: on TensorFlow, with
+    XLA, in-memory data, several steps per execution and no distribution strategy.
+
+    Keras's own loop on TensorFlow calls one XLA program per step from a graph loop over a
+    ``tf.data`` iterator, and that costs about as much as the small step itself: the spiral's
+    steps take half the time in one program per group (``docs/benchmarks.md``).
+    """
+    if not GROUP_STEPS or keras.backend.backend() != "tensorflow" or stream:
+        return False
+    import tensorflow as tf
+
+    return (
+        config.steps_per_execution > 1
+        and uses_xla(config, steps_per_epoch)
+        and not tf.distribute.has_strategy()
+    )
+
+
+def grouped_train_function(model: keras.Model, batch_size: int) -> Callable:
+    """A ``model.train_function`` for TensorFlow that takes one element of consecutive
+    mini-batches' rows (:func:`training_batches` with ``batches_per_element``) and runs
+    ``model.train_step`` on each ``batch_size`` rows in turn, in one XLA program.
+
+    The steps, their batches and their order are Keras's; only the calls are fewer. A shorter
+    last element (the epoch's tail, with its partial last batch) compiles a second program.
+    """
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def train_rows(x, y):
+        full = x.shape[0] // batch_size  # static: one trace per element size
+        if full == 0:
+            return model.train_step((x, y))
+        # (full, batch_size, ...) batches, so that each step's slice has a static shape
+        x_batches = tf.reshape(x[: full * batch_size], (full, batch_size, *x.shape[1:]))
+        y_batches = tf.reshape(y[: full * batch_size], (full, batch_size, *y.shape[1:]))
+        logs = model.train_step((x_batches[0], y_batches[0]))
+        if full > 1:
+            _, logs = tf.while_loop(
+                lambda i, _: i < full,
+                lambda i, _: (i + 1, model.train_step((x_batches[i], y_batches[i]))),
+                (tf.constant(1), logs),
+            )
+        if x.shape[0] > full * batch_size:  # the epoch's partial last batch
+            logs = model.train_step((x[full * batch_size :], y[full * batch_size :]))
+        return logs
+
+    def train_function(iterator):
+        x, y = next(iterator)
+        return train_rows(x, y)
+
+    return train_function
+
+
 def _optimizer(config: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
     if config.schedule == "cosine":
@@ -373,12 +437,15 @@ def fit(
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     share_compilations()
+    grouped = groups_steps(config, steps_per_epoch, stream)
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss=loss,
         jit_compile=uses_xla(config, steps_per_epoch),
-        steps_per_execution=config.steps_per_execution,
+        steps_per_execution=1 if grouped else config.steps_per_execution,
     )
+    if grouped:  # Keras keeps a train_function it finds (until the next compile)
+        model.train_function = grouped_train_function(model, config.batch_size)
     best_epochs = _BestEpochs(keys, config.patience)
     guard = _StopOnNonFinite()
     callbacks: list[keras.callbacks.Callback] = [
@@ -400,7 +467,14 @@ def fit(
     # _BestEpochs then restores the best epoch's average after every run (the optimizer does
     # not copy its average into the model at the end: AdamWithWarmEMA.finalize_variable_values).
     swap_in_average = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema else []
-    inputs = training_batches(x_train, y_train, config.batch_size, seed, stream)
+    inputs = training_batches(
+        x_train,
+        y_train,
+        config.batch_size,
+        seed,
+        stream,
+        batches_per_element=config.steps_per_execution if grouped else 1,
+    )
     if config.validation_batch_size is not None:
         inputs["validation_batch_size"] = config.validation_batch_size
     if watchdog is not None:

@@ -70,6 +70,8 @@ if TYPE_CHECKING:  # pragma: no cover - optuna is imported when a search starts
     import optuna
 
 
+#: The longest command a refusal quotes whole (to be copied); a longer one is pointed to.
+COMMAND_SHOWN = 400
 #: Scores a study can minimise (see :mod:`probreg.metrics`).
 OBJECTIVES = ("nll", "crps", "rmse")
 #: How often a worker with nothing left to claim checks on trials running elsewhere.
@@ -113,11 +115,16 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
         except (OSError, ValueError, AttributeError):
             return  # no finished report yet: nothing of another study to lose
         if earlier not in (None, study):
-            command = summary.get("command")
-            again = f" ({shorten(str(command))})" if command else ""
+            command = " ".join(str(summary.get("command") or "").split())  # one line, whole
+            again = (
+                f" ({command})"
+                if command and len(command) <= COMMAND_SHOWN
+                else f" (in {SUMMARY_FILE}, 'command')"
+            )
             raise UsageError(
-                f"tune folder '{path}' holds the study '{earlier}', not '{study}'; rerun its "
-                f"command{again} to resume it, or use another --output, or --force to replace it"
+                f"tune folder '{path}' holds the study '{shorten(earlier)}', not "
+                f"'{shorten(study)}'; rerun its command{again} to resume it, or use another "
+                f"--output, or --force to replace it"
             )
 
     def is_tune_folder() -> bool:

@@ -163,3 +163,26 @@ def test_predict_into_a_pipe_that_closes_early_exits_quietly(small_run, tmp_path
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) in (0, 141), stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def test_an_output_column_that_would_repeat_an_input_column_is_refused(tmp_path):
+    """An input column named like a predicted one (``weight_1`` is the first mixture weight
+    under ``--params``) is never dropped or written twice: one-line error, no output."""
+    from probreg import api
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, 200)
+    rows = np.stack([x, x + 0.1 * rng.normal(size=200)], axis=1)
+    data = write_csv(tmp_path / "d.csv", ["weight_1", "y"], rows)
+    run = api.run(
+        f"csv:path={data},x=weight_1,y=y",
+        "mdn:hidden=8,components=2,epochs=2",
+        output=tmp_path / "run",
+        quiet=True,
+    )
+    new = write_csv(tmp_path / "new.csv", ["weight_1"], [[0.2], [0.7]])
+    with pytest.raises(UsageError, match="two columns named 'weight_1'"):
+        predict(run.run_dir, new, tmp_path / "out.csv", params=True)
+    assert not (tmp_path / "out.csv").exists()
+    header, _ = predict(run.run_dir, new, tmp_path / "out.csv", quantiles=[0.5])
+    assert header == ["weight_1", "y_q0.5"]

@@ -281,3 +281,42 @@ def test_a_run_with_ema_saves_its_averaged_model_which_plain_keras_loads(tmp_pat
     )
     assert loads.returncode == 0, loads.stderr[-2000:]
     assert loads.stdout.split()[-2:] == ["AdamWithWarmEMA", "True"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's own loop")
+@pytest.mark.parametrize("rows", [150, 70])
+def test_grouped_steps_train_exactly_like_keras_own_loop(monkeypatch, rows):
+    """On TensorFlow, fit runs each group of mini-batches in one XLA program: the same steps on
+    the same batches as Keras's loop, so the same weights and losses, including an epoch's
+    partial last batch (150 rows of batch 16: groups of 64, 64 and 22 rows; 70 rows: 64 and
+    6) and the moving average."""
+    from probreg import training
+    from probreg.heads import TrainingConfig
+
+    rng = np.random.default_rng(0)
+    x, x_val = rng.normal(size=(rows, 3)), rng.normal(size=(40, 3))
+    y, y_val = x[:, :2] ** 2 + rng.normal(size=(rows, 2)), x_val[:, :2] ** 2
+    x, x_val, y, y_val = (a.astype("float32") for a in (x, x_val, y, y_val))
+    config = TrainingConfig(3, 16, 0.01, jit_compile=True, steps_per_execution=4, ema=0.9)
+    steps_per_epoch = -(-rows // 16)
+
+    def train(group: bool):
+        monkeypatch.setattr(training, "GROUP_STEPS", group)
+        assert training.groups_steps(config, steps_per_epoch, stream=False) is group
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]
+        )
+        result = training.fit(model, keras.losses.MeanSquaredError(), config, x, y, x_val, y_val)
+        assert int(model.optimizer.iterations) == 3 * steps_per_epoch
+        used = model.train_function.__qualname__.startswith("grouped_train_function")
+        assert used is group
+        return model.get_weights(), result.history
+
+    grouped_weights, grouped = train(True)
+    keras_weights, keras_own = train(False)
+    for a, b in zip(grouped_weights, keras_weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(grouped[key], keras_own[key], rtol=1e-5)
+    assert not training.groups_steps(config, steps_per_epoch, stream=True)

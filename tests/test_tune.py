@@ -252,6 +252,16 @@ def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
     assert open_tune_dir(path, force=False, study="spiral-mdn-nll") == (path, True)
     with pytest.raises(UsageError, match="holds the study 'spiral-mdn-nll', not 'bishop-mdn-nll'"):
         open_tune_dir(path, force=False, study="bishop-mdn-nll")
+    # The refusal quotes the study's command whole, to be copied; a very long one is pointed to.
+    command = "probreg tune --dataset spiral --head mdn:" + "x" * 200 + " --metric nll"
+    (path / "tune.json").write_text(json.dumps({"study": "spiral-mdn-nll", "command": command}))
+    with pytest.raises(UsageError) as refused:
+        open_tune_dir(path, force=False, study="bishop-mdn-nll")
+    assert f"({command})" in str(refused.value)
+    (path / "tune.json").write_text(json.dumps({"study": "a", "command": command + "y" * 400}))
+    with pytest.raises(UsageError, match=r"rerun its command \(in tune.json, 'command'\)"):
+        open_tune_dir(path, force=False, study="bishop-mdn-nll")
+    (path / "tune.json").write_text(json.dumps({"study": "spiral-mdn-nll"}))
     assert (path / "tune.json").is_file() and (path / "study.db").read_text() == "the study"
     assert open_tune_dir(path, force=True) == (path, False)  # a new, empty tune folder
     assert not (path / "study.db").exists()
@@ -525,3 +535,18 @@ def test_two_machines_share_a_postgresql_study(tmp_path, postgres_url):
         assert summary["trials"]["finished"] == 5
         complete = [t for t in finished if t.state.name == "COMPLETE"]
         assert summary["best"]["number"] == min(complete, key=lambda t: t.value).number
+
+
+def test_the_best_line_says_when_the_defaults_trial_won():
+    """The defaults' trial runs a default outside the space (a weight decay of 0) as the
+    space's nearest value, so its spec differs from the head's; the line says which won."""
+    from probreg.cli import best_line
+
+    default = {"number": 0, "value": 1.5, "spec": "mdn"}
+    won = {"best": {"number": 0, "value": 1.5}, "default": default}
+    assert best_line("nll", won) == (
+        "best validation nll 1.5000 (the head's defaults won; the spec below is how that trial ran)"
+    )
+    lost = {"best": {"number": 3, "value": 1.25}, "default": default}
+    assert best_line("nll", lost) == "best validation nll 1.2500 (the head's defaults: 1.5000)"
+    assert best_line("crps", {**lost, "default": None}) == "best validation crps 1.2500"
