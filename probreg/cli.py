@@ -141,14 +141,19 @@ def _mute_native_stderr() -> None:
         os.dup2(devnull, 2)
         os.close(devnull)
     except OSError:  # no usable stderr: leave things as they are
-        pass
+        return
+    import faulthandler
+
+    if faulthandler.is_enabled():  # PYTHONFAULTHANDLER: its tracebacks stay visible
+        faulthandler.enable(file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one ``Error:`` line and a non-zero exit code."""
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and XLA notices) hides the useful
-    # output. Set TF_CPP_MIN_LOG_LEVEL yourself (0 shows everything) to keep native logs.
-    if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    # output. Set TF_CPP_MIN_LOG_LEVEL yourself to keep native logs (TensorFlow prints some
+    # start-up lines even at 3). A caller's own process (``main([...])``) keeps its descriptors.
+    if argv is None and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         _mute_native_stderr()
     interrupts.install()
@@ -160,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         _fail(error.format_message(), error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
+        interrupts.take_pending()  # acted on: a later main([...]) in this process trains
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except SystemExit as error:  # commands return their code: this came from plugin code
@@ -354,9 +360,10 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
 
     parts = [part.strip() for part in text.split(",")]
     if not all(INTEGER_TEXT.fullmatch(part) for part in parts):
-        raise click.BadParameter(
-            f"'{text}' is not a comma-separated list of integers", param_hint=option
+        allowed = "comma-separated integers >= 0, e.g. 0,1,2" + (
+            ", or all" if option == "--splits" else ""
         )
+        raise click.BadParameter(f"'{text}' is not {allowed}", param_hint=option)
     values = [int(part) for part in parts]
     if not values or min(values) < 0:
         raise click.BadParameter(f"'{text}' must list integers >= 0", param_hint=option)
@@ -450,19 +457,20 @@ def _all_splits(dataset: str) -> list[int]:
 
 
 def _ranking(result) -> str:
-    lines = [f"{'#':>2}  {'head':<28}{'nll':>10}{'crps':>10}{'rmse':>10}{'cov90':>8}"]
+    from probreg.postfit import head_width, ranking_lines
+
+    width = head_width(result.table)
+    lines = [f"{'#':>2}  {'head':<{width}}{'nll':>10}{'crps':>10}{'rmse':>10}{'cov90':>8}"]
     for row in result.table:
         lines.append(
-            f"{row['rank']:>2}  {row['head']:<28}{row['nll']:>10.4f}{row['crps']:>10.4f}"
+            f"{row['rank']:>2}  {row['head']:<{width}}{row['nll']:>10.4f}{row['crps']:>10.4f}"
             f"{row['rmse']:>10.4f}{row['coverage_90']:>8.3f}"
         )
     if result.bayes_nll is not None:
-        lines.append(f"    {'Bayes limit':<28}{result.bayes_nll:>10.4f}")
+        lines.append(f"    {'Bayes limit':<{width}}{result.bayes_nll:>10.4f}")
     for run in result.runs:
         if run["status"] == "diverged":
             lines.append(f"    diverged: {run['head']} ({run['replicate']})")
-    from probreg.postfit import ranking_lines
-
     lines += ranking_lines(result)
     return "\n".join(lines)
 
@@ -766,8 +774,7 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps(packages, indent=2))
         return
     if not packages:
-        click.echo("No plugin packages installed (use --all to see the built-ins).")
-        return
+        click.echo("No plugin packages loaded (use --all to see the built-ins).")
     for package in packages:
         click.secho(f"{package['name']} {package['version']}".rstrip(), bold=True)
         if "error" in package:
@@ -775,6 +782,8 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         for kind in ("datasets", "heads", "samplers", "families"):
             if package[kind]:
                 click.echo(f"  {kind}: {', '.join(sorted(package[kind]))}")
+    if plugins.left_out:
+        click.echo(f"{plugins.ALLOW_LIST_ENV} leaves out installed {plugins.left_out_names()}.")
 
 
 @cli.command("list")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from probreg import files, plugins, rundir
+from probreg import files, interrupts, plugins, rundir
 from probreg.api import (
     Echo,
     RunResult,
@@ -271,6 +271,7 @@ def _train_all(
                     rep.dataset, head, sampler, data, rep.seed, run_dir, **options
                 )
             except KeyboardInterrupt:  # stopped before its first epoch ended: no model
+                interrupts.take_pending()  # acted on here
                 if not runs:
                     raise
                 if run_dir is not None:

@@ -1,13 +1,15 @@
 """The stop signals of the CLI and of tune's workers, and how training makes sure none is lost.
 
 Ctrl-C, SIGTERM (timeout, Docker, Kubernetes, Slurm) and SIGHUP raise ``KeyboardInterrupt``:
-training keeps its best weights and the run finishes as ``interrupted``. Python cannot raise an
-exception from where it can only print it: a garbage-collection callback (JAX registers one), a
-``__del__`` or a weakref callback. A stop handled there would be dropped and training would go
-on. So the hook installed here counts each dropped stop instead of printing it, and
-:func:`probreg.training.fit` raises it again before its next batch, or finishes as
-``interrupted`` if no batch follows. Numpy-free and TensorFlow-free: the CLI installs this
-before anything heavy loads. Read the counts as ``interrupts.received``, not by importing them.
+training keeps its best weights and the run finishes as ``interrupted``. A raised
+``KeyboardInterrupt`` can still be lost before it reaches training: Python only prints one
+raised where it cannot propagate (a garbage-collection callback, which JAX registers, a
+``__del__`` or a weakref callback), and native code that checks for signals while it waits
+(JAX's, for one) may clear it. So every stop also counts as *pending* until training acts on
+it: :func:`probreg.training.fit` raises a pending stop before its next batch, or finishes as
+``interrupted`` if no batch follows, and the hook installed here keeps Python from printing the
+dropped exception. Numpy-free and TensorFlow-free: the CLI installs this before anything heavy
+loads. Read the counts as ``interrupts.received``, not by importing them.
 """
 
 from __future__ import annotations
@@ -20,48 +22,50 @@ from types import FrameType
 
 #: Stop signals this process has received since :func:`install`.
 received = 0
-#: Of those, the ones whose ``KeyboardInterrupt`` Python dropped and nothing has raised again.
-dropped = 0
+#: Of those, the ones training has not acted on yet (see :func:`take_pending`).
+pending = 0
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    global received
+    global received, pending
     received += 1
+    pending += 1
     raise KeyboardInterrupt
 
 
-def take_dropped() -> bool:
-    """Whether a stop was dropped since the last call (it is then taken: only one caller acts
-    on it)."""
-    global dropped
-    if not dropped:
+def take_pending() -> bool:
+    """Whether a stop arrived that nothing has acted on since the last call; it is then
+    taken, so only one caller acts on it (training, when it stops for it)."""
+    global pending
+    if not pending:
         return False
-    dropped = 0
+    pending = 0
     return True
 
 
 UnraisableHook = Callable[["sys.UnraisableHookArgs"], object]
 
 
-def _count_dropped_stops(previous: UnraisableHook) -> UnraisableHook:
-    """An unraisable-exception hook that counts a dropped stop instead of printing it, and
-    passes everything else (a ``KeyboardInterrupt`` before any signal too) to ``previous``."""
+def _silence_dropped_stops(previous: UnraisableHook) -> UnraisableHook:
+    """An unraisable-exception hook that drops a stop's ``KeyboardInterrupt`` silently (it stays
+    pending) and passes everything else (a ``KeyboardInterrupt`` before any signal too) to
+    ``previous``."""
 
     def hook(unraisable: sys.UnraisableHookArgs) -> None:
-        global dropped
         if isinstance(unraisable.exc_value, KeyboardInterrupt) and received:
-            dropped += 1
             return
         previous(unraisable)
 
-    hook.probreg_counts_dropped_stops = True  # type: ignore[attr-defined]
+    hook.probreg_silences_dropped_stops = True  # type: ignore[attr-defined]
     return hook
 
 
 def install() -> None:
-    """Make SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt``, and count the ones Python
-    drops. An ignored signal (SIGHUP under nohup) stays ignored; outside the main thread the
-    handlers stay as they are."""
+    """Make SIGINT, SIGTERM and SIGHUP raise ``KeyboardInterrupt`` and count as pending, and
+    keep Python from printing the ones it drops. An ignored signal (SIGHUP under nohup) stays
+    ignored; outside the main thread the handlers stay as they are."""
+    global pending
+    pending = 0
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         number = getattr(signal, name, None)
         if number is None:
@@ -69,5 +73,5 @@ def install() -> None:
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them
             if signal.getsignal(number) is not signal.SIG_IGN:
                 signal.signal(number, _stop)
-    if not getattr(sys.unraisablehook, "probreg_counts_dropped_stops", False):
-        sys.unraisablehook = _count_dropped_stops(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "probreg_silences_dropped_stops", False):
+        sys.unraisablehook = _silence_dropped_stops(sys.unraisablehook)

@@ -51,6 +51,12 @@ def _panels(count: int, width: float = 4.0, height: float = 3.4, sharey: bool = 
     return figure, list(axes[0])
 
 
+def _margin(values: np.ndarray) -> float:
+    """5% of the range on each side; a constant column (no range) gets 0.5 either side."""
+    span = float(np.ptp(values))
+    return 0.05 * span if span > 0 else 0.5
+
+
 def _thin(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.sort(rng.choice(n, MAX_SCATTER, replace=False)) if n > MAX_SCATTER else np.arange(n)
 
@@ -84,7 +90,7 @@ def density_figure(
     x: np.ndarray, y: np.ndarray, views: Sequence[HeadView], size: int = 200
 ) -> plt.Figure:
     """Heat map of each head's ``p(y | x)`` on a grid, with the test data over it."""
-    pad_x, pad_y = 0.05 * np.ptp(x), 0.05 * np.ptp(y)
+    pad_x, pad_y = _margin(x), _margin(y)
     grid_x = np.linspace(x.min() - pad_x, x.max() + pad_x, size)
     grid_y = np.linspace(y.min() - pad_y, y.max() + pad_y, size)
     keep = _thin(np.random.default_rng(1), len(x))

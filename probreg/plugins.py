@@ -83,6 +83,8 @@ pm.add_hookspecs(hookspecs)
 
 _sources: dict[str, Source] = {}  # plugin name in pm -> where it came from
 _broken: dict[str, str] = {}  # distribution or plugin name -> one-line reason
+#: Installed plugin packages that ``PROBREG_LOAD_PLUGINS`` leaves out (named in errors).
+left_out: set[str] = set()
 _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
 
@@ -164,6 +166,7 @@ def load_plugins() -> None:
         dist_name = dist.metadata["Name"] if dist is not None else entry_point.value
         seen.add(_normalise(dist_name))
         if allowed is not None and _normalise(dist_name) not in allowed:
+            left_out.add(dist_name)
             continue
         try:
             module = entry_point.load()
@@ -278,7 +281,14 @@ def get(kind: str, name: str) -> Entry:
     message = f"unknown {kind} '{name}'; available {plural(kind)}: {available}"
     if _broken:
         message += f" (broken plugin packages were skipped: {', '.join(sorted(_broken))})"
+    if left_out:
+        message += f" ({ALLOW_LIST_ENV} leaves out installed {left_out_names()})"
     raise UsageError(message)
+
+
+def left_out_names() -> str:
+    """``plugin package(s) a, b``: the installed packages ``PROBREG_LOAD_PLUGINS`` leaves out."""
+    return f"plugin package{'s' if len(left_out) > 1 else ''} {', '.join(sorted(left_out))}"
 
 
 def create(kind: str, spec: Any, **overrides: Any) -> Any:

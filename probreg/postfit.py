@@ -510,6 +510,11 @@ def report_sections(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [("Conformal intervals and regions", html, markdown)]
 
 
+def head_width(table: list[dict]) -> int:
+    """The head column's width in ``compare``'s terminal tables: 28, or the longest label + 2."""
+    return max([28, *(len(row["head"]) + 2 for row in table)])
+
+
 def ranking_lines(result: Any) -> list[str]:
     """Lines for the ``compare`` summary: the scores at further monitored scores' best epochs
     (``--monitor nll,rmse``), each head's calibration scores and, where asked, its conformal
@@ -523,13 +528,14 @@ def ranking_lines(result: Any) -> list[str]:
     keys = ("calibration_error", "sharpness_90", "interval_score_90", "wis", "pinball")
     if not all(key in row for row in result.table for key in keys):
         return selected
+    width = head_width(result.table)
     lines = [
         *selected,
         "",
-        f"    {'head':<28}{'cal.err':>9}{'width90':>9}{'IS90':>9}{'WIS':>9}{'pinball':>9}",
+        f"    {'head':<{width}}{'cal.err':>9}{'width90':>9}{'IS90':>9}{'WIS':>9}{'pinball':>9}",
     ]
     for row in result.table:
-        lines.append(f"    {row['head']:<28}" + "".join(f"{row[key]:>9.4f}" for key in keys))
+        lines.append(f"    {row['head']:<{width}}" + "".join(f"{row[key]:>9.4f}" for key in keys))
     sets = [run for run in result.runs if run.get("conformal")]
     if sets:
         level = sets[0]["conformal"]["level"]

@@ -120,9 +120,12 @@ def predict(
     header = [name for name, _ in columns]
     repeated = next((name for name in header if header.count(name) > 1), None)
     if repeated is not None:
+        which = "the run's input column of that name and a predicted one"
+        if repeated not in run.x_names:
+            which = "two predicted columns"
         raise UsageError(
-            f"the output would have two columns named '{repeated}': the run's input column of "
-            f"that name and a predicted one; leave out the option that adds it"
+            f"the output would have two columns named '{repeated}' ({which}); leave out the "
+            "option that adds one of them"
         )
     table = np.stack([values for _, values in columns], axis=1)
     files.write_output(output, csvfiles.format_table(header, table))

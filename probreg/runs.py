@@ -274,6 +274,11 @@ def load_model(model_path: Path, head: Head):
 
     if not model_path.is_file():
         raise UsageError(f"model file '{model_path}' is missing")
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found"
+        raise UsageError(
+            f"model file '{model_path}' is corrupt or truncated: not a zip archive, which a "
+            ".keras file is"
+        )
     head.prepare_load()
     try:
         return keras.saving.load_model(model_path, compile=False, safe_mode=True)

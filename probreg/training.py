@@ -92,13 +92,13 @@ class _StopOnNonFinite(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _RaiseDroppedStops(keras.callbacks.Callback):
-    """Raise ``KeyboardInterrupt`` before a training or validation batch when Python dropped a
-    stop signal (handled inside a garbage-collection callback or a ``__del__``; see
+class _RaisePendingStops(keras.callbacks.Callback):
+    """Raise ``KeyboardInterrupt`` before a training or validation batch when a stop signal's
+    own exception was lost (dropped by Python or cleared by native code; see
     :mod:`probreg.interrupts`)."""
 
     def on_train_batch_begin(self, batch, logs=None) -> None:
-        if interrupts.take_dropped():
+        if interrupts.take_pending():
             raise KeyboardInterrupt
 
     on_test_batch_begin = on_train_batch_begin
@@ -452,7 +452,7 @@ def fit(
         _LearningRateLog(),
         guard,
         best_epochs,
-        _RaiseDroppedStops(),
+        _RaisePendingStops(),
     ]
     if config.schedule == "plateau":
         callbacks.append(
@@ -506,12 +506,16 @@ def fit(
                 verbose=0,
             )
     except KeyboardInterrupt:
+        interrupts.take_pending()  # this stop is acted on here
         status = "interrupted"
         _replace_deleted_buffers(model)
         best_epochs.restore()
     else:
-        if interrupts.take_dropped():  # a stop dropped after the last batch
+        if interrupts.take_pending():  # a stop lost after the last batch
             status = "interrupted"
+    finally:
+        if grouped:  # Keras's own loop again for anyone who fits this model later
+            model.train_function = None
     seconds = time.perf_counter() - start
     if guard.bad is not None:
         raise TrainingError(

@@ -167,6 +167,8 @@ def _parse_entry(param: Param, value: str, owner: str) -> Any:
                 f"{where}: a LOW..HIGH range needs a number parameter; '{param.name}' is "
                 f"{param.describe_type()}, so list choices with |"
             )
+        if ":" in value.partition("..")[2]:  # e.g. 1e-3..1e-2:lin
+            raise UsageError(f"{where}: a range takes only the suffix ':log' (LOW..HIGH[:log])")
         low_text, _, high_text = value.partition("..")
         if not low_text.strip() or not high_text.strip():
             raise UsageError(f"{where}: a range needs both ends, LOW..HIGH")

@@ -115,10 +115,10 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
         except (OSError, ValueError, AttributeError):
             return  # no finished report yet: nothing of another study to lose
         if earlier not in (None, study):
-            command = " ".join(str(summary.get("command") or "").split())  # one line, whole
+            command = str(summary.get("command") or "")
             again = (
                 f" ({command})"
-                if command and len(command) <= COMMAND_SHOWN
+                if command and len(command) <= COMMAND_SHOWN and "\n" not in command
                 else f" (in {SUMMARY_FILE}, 'command')"
             )
             raise UsageError(

@@ -4,10 +4,15 @@ waiting for a child process to start training."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A suite started in the background by a non-interactive shell (`pytest &`) inherits SIGINT
+# ignored, and so would every child it starts; the Ctrl-C and stop-signal tests need it live.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 

@@ -166,3 +166,24 @@ def test_splits_are_a_declared_dataset_capability():
     assert spiral.n_splits() is None and spiral.reference() is None
     with pytest.raises(UsageError, match="dataset 'spiral' has no splits"):
         compare("spiral", ["mlp"], splits=[0, 1], write=False)
+
+
+def test_the_terminal_tables_stay_aligned_with_long_head_labels():
+    from types import SimpleNamespace
+
+    from probreg.cli import _ranking
+
+    scores = {"nll": 1.0, "crps": 0.5, "rmse": 0.7, "coverage_90": 0.9}
+    scores.update(calibration_error=0.01, sharpness_90=1.0, interval_score_90=2.0, wis=0.3)
+    long_label = "mdn:components=3,hidden=8,epochs=2,learning_rate=0.001"
+    table = [
+        {"rank": 1, "head": long_label, **scores, "pinball": 0.1},
+        {"rank": 2, "head": "mlp", **scores, "pinball": 0.1},
+    ]
+    text = _ranking(SimpleNamespace(table=table, bayes_nll=0.9, runs=[]))
+    rows = [line for line in text.splitlines() if "mlp" in line or long_label in line]
+    assert len(rows) == 4  # the ranking and the calibration table, a row per head each
+    for first, second in (rows[0:2], rows[2:4]):
+        assert len(first) == len(second)  # numbers end in the same column
+    header = text.splitlines()[0]
+    assert len(header) == len(rows[0])

@@ -172,13 +172,20 @@ def drop_a_stop(*_):
     gc.callbacks.append(stop_inside_a_gc_callback)
     gc.collect()
 
+def clear_a_stop(*_):
+    try:  # as native code that checks for signals while it waits, then clears the error
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
+
 history = keras.callbacks.History
-if where == "in the second epoch":
+if where.endswith("in the second epoch"):
+    lose = clear_a_stop if where.startswith("cleared") else drop_a_stop
     end_of_epoch = history.on_epoch_end
     def on_epoch_end(self, epoch, logs=None):
         end_of_epoch(self, epoch, logs)
         if epoch == 1:
-            drop_a_stop()
+            lose()
     history.on_epoch_end = on_epoch_end
 elif where == "after the last batch":
     history.on_train_end = drop_a_stop
@@ -203,14 +210,19 @@ print(json.dumps({**outcome, "dropped": dropped.count("KeyboardInterrupt")}))
         ("in the second epoch", "jax", {"status": "interrupted", "epochs": 2}),
         ("after the last batch", "tensorflow", {"status": "interrupted", "epochs": 6}),
         ("before training", "tensorflow", {"raised": "KeyboardInterrupt"}),
+        ("cleared in the second epoch", "tensorflow", {"status": "interrupted", "epochs": 2}),
+        ("cleared in the second epoch", "jax", {"status": "interrupted", "epochs": 2}),
     ],
 )
-def test_a_stop_signal_that_python_drops_still_stops_training(tmp_path, where, backend, expected):
+def test_a_stop_signal_whose_exception_is_lost_still_stops_training(
+    tmp_path, where, backend, expected
+):
     """A signal handled inside a garbage-collection callback (JAX registers one) raises a
-    KeyboardInterrupt that Python only reports and drops. Training must still stop before its
-    next batch and keep the run (or, after the last batch, finish as interrupted; before
-    training, keep nothing), and the dropped exception must print nothing. (A CI run once
-    trained on for minutes after Ctrl-C on JAX this way.)"""
+    KeyboardInterrupt that Python only reports and drops; native code that checks for signals
+    while it waits may clear it. Training must still stop before its next batch and keep the
+    run (or, after the last batch, finish as interrupted; before training, keep nothing), and
+    a dropped exception must print nothing. (CI runs trained on for minutes after Ctrl-C on
+    JAX: first a dropped exception, then, under load, one JAX cleared while it waited.)"""
     pytest.importorskip(backend)
     out = tmp_path / "run"
     result = subprocess.run(
@@ -224,7 +236,7 @@ def test_a_stop_signal_that_python_drops_still_stops_training(tmp_path, where, b
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     if "raised" not in expected:
         expected = {**expected, "finite": True}
-    assert outcome == {**expected, "dropped": 1}
+    assert outcome == {**expected, "dropped": 0 if where.startswith("cleared") else 1}
     assert "KeyboardInterrupt" not in result.stderr
     if "raised" in expected:
         assert not out.exists()
@@ -246,7 +258,7 @@ else:
     tuning.run_worker = lambda *args, **kwargs: (None, False)
     tuning._worker_main()
 handlers = {signal.getsignal(s) is interrupts._stop for s in (signal.SIGINT, signal.SIGTERM)}
-print(handlers == {True} and getattr(sys.unraisablehook, "probreg_counts_dropped_stops", False))
+print(handlers == {True} and getattr(sys.unraisablehook, "probreg_silences_dropped_stops", False))
 """
 
 
@@ -270,7 +282,7 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend, wait_for_
     JAX the signal usually lands inside a compiled step; the next test makes sure of it.)"""
     pytest.importorskip(backend)
     out = tmp_path / "run"
-    env = {**ENV, "KERAS_BACKEND": backend}
+    env = {**ENV, "KERAS_BACKEND": backend, "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -289,15 +301,16 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend, wait_for_
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        # A suite started in the background (`pytest &`) ignores SIGINT, and children inherit
-        # that; restore the default so Ctrl-C reaches the child.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
     )
     try:
         wait_for_training(process, timeout=120)
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        try:
+            _, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # show where it trained on: the tracebacks
+            process.send_signal(signal.SIGABRT)
+            pytest.fail(f"still running 120 s after SIGINT:\n{process.communicate()[1][-4000:]}")
     finally:  # a run that ignored the signal must not train on after the test
         process.kill()
         process.wait()

@@ -71,6 +71,12 @@ def test_allow_list_controls_third_party_loading():
         "run", "--head", "histogram", "--epochs", "1", extra_env={"PROBREG_LOAD_PLUGINS": ""}
     )
     assert hidden.returncode == 2 and "unknown head 'histogram'" in hidden.stderr
+    assert "PROBREG_LOAD_PLUGINS leaves out installed plugin package probreg-histogram" in (
+        hidden.stderr
+    )
+    listed = probreg("plugins", extra_env={"PROBREG_LOAD_PLUGINS": ""}).stdout
+    assert "No plugin packages loaded" in listed
+    assert "PROBREG_LOAD_PLUGINS leaves out installed plugin package probreg-histogram" in listed
 
 
 def test_allow_list_naming_a_missing_package_warns():

@@ -74,8 +74,11 @@ def test_corrupt_or_truncated_model_is_a_one_line_error(small_run, tmp_path, dam
         model.write_bytes(b"not a zip file at all")
     else:
         model.unlink()
-    with pytest.raises(UsageError, match="model file .* (corrupt or truncated|is missing)"):
+    with pytest.raises(
+        UsageError, match="model file .* (corrupt or truncated|is missing)"
+    ) as error:
         probreg.load_run(copy)
+    assert "not found" not in str(error.value).lower()  # Keras's own word for a non-zip file
 
 
 def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path):
@@ -107,3 +110,18 @@ def test_model_files_with_code_are_refused_by_safe_mode(small_run, tmp_path):
     keras.Model(inputs, outputs).save(copy / "model.keras")
     with pytest.raises(UsageError, match="contains code .* safe mode refuses"):
         probreg.load_run(copy)
+
+
+def test_a_constant_input_column_draws_its_pictures_without_warnings(tmp_path, recwarn):
+    """A constant input carries no information but is allowed; its density map still gets a
+    grid of nonzero width, so matplotlib has nothing to warn about."""
+    from probreg import api
+
+    y = np.random.default_rng(0).normal(size=200)
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n" + "".join(f"1.0,{value}\n" for value in y))
+    run = api.run(
+        f"csv:path={data},x=x,y=y", "mdn:hidden=8,components=2,epochs=2", output=tmp_path / "r"
+    )
+    assert (run.run_dir / "density.png").is_file()
+    assert not [w for w in recwarn if "identical low and high" in str(w.message)]

@@ -284,12 +284,13 @@ def test_a_run_with_ema_saves_its_averaged_model_which_plain_keras_loads(tmp_pat
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's own loop")
-@pytest.mark.parametrize("rows", [150, 70])
-def test_grouped_steps_train_exactly_like_keras_own_loop(monkeypatch, rows):
+@pytest.mark.parametrize("rows", [150, 70, 168, 128])
+def test_grouped_steps_train_like_keras_own_loop(monkeypatch, rows):
     """On TensorFlow, fit runs each group of mini-batches in one XLA program: the same steps on
-    the same batches as Keras's loop, so the same weights and losses, including an epoch's
-    partial last batch (150 rows of batch 16: groups of 64, 64 and 22 rows; 70 rows: 64 and
-    6) and the moving average."""
+    the same batches as Keras's loop, so the same weights and losses to float rounding,
+    including an epoch's partial last batch (batch 16, groups of 64 rows: 150 rows make 64, 64
+    and 22; 70 make 64 and 6; 168 make 64, 64 and 40; 128 divide evenly) and the moving
+    average. Afterwards the model has Keras's own loop again."""
     from probreg import training
     from probreg.heads import TrainingConfig
 
@@ -300,8 +301,17 @@ def test_grouped_steps_train_exactly_like_keras_own_loop(monkeypatch, rows):
     config = TrainingConfig(3, 16, 0.01, jit_compile=True, steps_per_execution=4, ema=0.9)
     steps_per_epoch = -(-rows // 16)
 
+    made = []
+    grouped_function = training.grouped_train_function
+    monkeypatch.setattr(
+        training,
+        "grouped_train_function",
+        lambda *args: made.append(args) or grouped_function(*args),
+    )
+
     def train(group: bool):
         monkeypatch.setattr(training, "GROUP_STEPS", group)
+        made.clear()
         assert training.groups_steps(config, steps_per_epoch, stream=False) is group
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
@@ -309,8 +319,7 @@ def test_grouped_steps_train_exactly_like_keras_own_loop(monkeypatch, rows):
         )
         result = training.fit(model, keras.losses.MeanSquaredError(), config, x, y, x_val, y_val)
         assert int(model.optimizer.iterations) == 3 * steps_per_epoch
-        used = model.train_function.__qualname__.startswith("grouped_train_function")
-        assert used is group
+        assert bool(made) is group and (model.train_function is None) is group
         return model.get_weights(), result.history
 
     grouped_weights, grouped = train(True)
@@ -320,3 +329,31 @@ def test_grouped_steps_train_exactly_like_keras_own_loop(monkeypatch, rows):
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(grouped[key], keras_own[key], rtol=1e-5)
     assert not training.groups_steps(config, steps_per_epoch, stream=True)
+
+
+def test_a_stop_training_acted_on_does_not_stop_the_next_training():
+    """A stop signal counts as pending until training acts on it (probreg.interrupts); once a
+    training has stopped for it, the next training in the process runs to its end."""
+    import signal
+
+    from probreg import interrupts
+    from probreg.heads import TrainingConfig
+    from probreg.training import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 2)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
+    config = TrainingConfig(3, 16, 0.01, patience=10)
+
+    def train(stop_after_first_epoch: bool):
+        def stop(epoch, logs):
+            if stop_after_first_epoch and epoch == 0:
+                interrupts._stop(signal.SIGINT, None)  # as the handler runs on Ctrl-C
+
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        return fit(model, keras.losses.MeanSquaredError(), config, x, y, x, y, epoch_callback=stop)
+
+    stopped = train(True)
+    assert (stopped.status, stopped.epochs) == ("interrupted", 1)
+    following = train(False)
+    assert (following.status, following.epochs) == ("completed", 3)
+    assert interrupts.pending == 0

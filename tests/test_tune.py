@@ -39,9 +39,6 @@ def _probreg(*args: str, **popen) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        # A suite started in the background (`pytest &`) ignores SIGINT, and children inherit
-        # that; restore the default so the Ctrl-C tests can interrupt the child.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
         **popen,
     )
 
@@ -181,6 +178,7 @@ def test_space_narrows_and_fixes_parameters():
         ("components=30..2", "empty range, the low end 30 is above the high end 2"),
         ("components", "malformed --space item 'components'"),
         ("components=..5", "a range needs both ends"),
+        ("learning_rate=1e-3..1e-2:lin", "a range takes only the suffix ':log'"),
         ("weight_decay=0..0.1:log", "a :log range must be above 0"),
         ("hidden=1..4", "a LOW..HIGH range needs a number parameter"),
         ("components=0..4", "below the minimum 1"),

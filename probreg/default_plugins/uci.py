@@ -2,10 +2,10 @@
 
 The format of Hernandez-Lobato & Adams (2015) and Gal & Ghahramani (2016): ``data.txt``
 (whitespace-separated numbers), ``index_features.txt`` and ``index_target.txt`` (0-based
-columns), ``index_train_K.txt`` and ``index_test_K.txt`` (0-based rows of split K) and
-``n_splits.txt``. Validation rows for early stopping are carved (seeded) from the training rows
-only; probreg standardises on the remaining training rows and reports test scores in the
-target's original units, as the published tables do.
+columns), ``index_train_K.txt`` and ``index_test_K.txt`` (0-based rows of split K) and,
+optionally, ``n_splits.txt``. Validation rows for early stopping are carved (seeded) from the
+training rows only; probreg standardises on the remaining training rows and reports test scores
+in the target's original units, as the published tables do.
 
 ``probreg compare --dataset uci:path=FOLDER --splits all`` runs every split and sets the result
 beside the published figures (:data:`PUBLISHED`, sources in :data:`REFERENCES`).
@@ -148,7 +148,12 @@ class UCI(Dataset):
     name = "uci"
     params = (
         Param(
-            "path", "str", None, "folder with data.txt, index_*.txt and n_splits.txt", required=True
+            "path",
+            "str",
+            None,
+            "folder with data.txt, index_features.txt, index_target.txt and "
+            "index_train_K/index_test_K.txt (n_splits.txt optional)",
+            required=True,
         ),
         Param("split", "int", 0, "which of the published train/test splits", minimum=0),
         Param(
