@@ -23,10 +23,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import NoReturn
 
 import numpy as np
 
-from probreg.errors import TrainingError, UsageError
+from probreg.errors import TrainingError, UsageError, shorten
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +261,10 @@ def local_weights(model) -> list[np.ndarray]:
     return values
 
 
+#: Words in the errors JAX raises when a collective operation loses a peer process.
+PEER_FAILURES = ("Gloo", "Connection reset by peer", "coordination service", "heartbeat")
+
+
 class PeerWatchdog:
     """Stop this process with a clear error when training makes no progress for ``timeout``
     seconds, which in a multi-process job means a peer died or hung (collectives would
@@ -278,16 +283,24 @@ class PeerWatchdog:
     def _watch(self) -> None:
         while not self.stopped.wait(1.0):
             if time.monotonic() - self.last > self.timeout:
-                sys.stderr.write(
-                    f"Error: process {self.process_index}: no training progress for "
-                    f"{self.timeout:.0f} s; a peer process probably died. Stopping.\n"
-                )
-                sys.stderr.flush()
-                os._exit(1)
+                self._stop(f"no training progress for {self.timeout:.0f} s")
+
+    def _stop(self, what: str) -> NoReturn:
+        """One line, then exit at once: the job cannot go on, and an orderly exit would wait
+        on the dead peer (or abort in JAX's coordination service with a native dump)."""
+        sys.stderr.write(
+            f"Error: process {self.process_index}: {what}; a peer process probably died. "
+            "Stopping.\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
 
     def __enter__(self) -> PeerWatchdog:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         self.stopped.set()
+        message = " ".join(str(exc).split()) if exc is not None else ""
+        if any(mark in message for mark in PEER_FAILURES):  # a collective lost its peer
+            self._stop(f"a collective operation failed ({shorten(message, 200)})")
