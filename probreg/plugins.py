@@ -89,6 +89,14 @@ _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
 
 
+def __getattr__(name: str) -> Any:
+    """``plugins.user_signal_received``, the flag earlier versions' CLI set on a stop signal,
+    now read from :mod:`probreg.interrupts` (which counts them) for code that still reads it."""
+    if name == "user_signal_received":
+        return bool(interrupts.received)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _reraise_user_signal(error: BaseException) -> None:
     # After the CLI's Ctrl-C, SIGTERM or SIGHUP a KeyboardInterrupt is the user's stop, not a
     # plugin's misbehaviour.

@@ -149,3 +149,16 @@ def test_check_options_validates_options_together(temporary_plugin, tmp_path):
     with pytest.raises(UsageError, match="needs low < high"):  # before any data or folder
         api.run("spiral", "mdn", "ranged:low=1,high=1", output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_old_user_signal_flag_still_reads_whether_a_stop_signal_came(monkeypatch):
+    """``plugins.user_signal_received`` (set by earlier versions' CLI) now reads
+    ``interrupts.received``; other missing attributes still raise."""
+    from probreg import interrupts
+
+    monkeypatch.setattr(interrupts, "received", 0)
+    assert plugins.user_signal_received is False
+    monkeypatch.setattr(interrupts, "received", 1)
+    assert plugins.user_signal_received is True
+    with pytest.raises(AttributeError):
+        plugins.no_such_attribute  # noqa: B018
