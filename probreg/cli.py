@@ -652,7 +652,7 @@ def _levels(text: str | None) -> list[float]:
     "input_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="CSV with the run's input columns.",
+    help="CSV with the run's input columns; - for standard input.",
 )
 @click.option(
     "--output",
@@ -779,11 +779,11 @@ def plugins_command(show_all: bool, as_json: bool) -> None:
         click.secho(f"{package['name']} {package['version']}".rstrip(), bold=True)
         if "error" in package:
             click.echo(f"  broken: {package['error']}")
+        if "left_out" in package:
+            click.echo(f"  left out: {package['left_out']}")
         for kind in ("datasets", "heads", "samplers", "families"):
             if package[kind]:
                 click.echo(f"  {kind}: {', '.join(sorted(package[kind]))}")
-    if plugins.left_out:
-        click.echo(f"{plugins.ALLOW_LIST_ENV} leaves out installed {plugins.left_out_names()}.")
 
 
 @cli.command("list")

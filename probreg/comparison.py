@@ -120,6 +120,11 @@ def replicates(
         return [Replicate(seed, dataset) for seed in seeds]
     if dataset.n_splits() is None:
         raise UsageError(f"dataset '{dataset.name}' has no splits, so --splits does not apply")
+    chosen = dataset.options.get("split", 0)
+    if chosen != 0:
+        raise UsageError(
+            f"the dataset spec sets split={chosen} and --splits chooses splits too; give one"
+        )
     return [Replicate(split, dataset.with_split(split), split) for split in splits]
 
 

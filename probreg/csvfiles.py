@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,11 +19,22 @@ from probreg import files
 from probreg.errors import UsageError, shorten
 
 
-def read_header_and_rows(path: str | os.PathLike) -> tuple[list[str], list[list[str]]]:
-    """The header and the data rows of a comma-separated file, checked for shape."""
-    path = files.check_input_file(path, "CSV file")
+def read_header_and_rows(
+    path: str | os.PathLike, streams: bool = False
+) -> tuple[list[str], list[list[str]]]:
+    """The header and the data rows of a comma-separated file, checked for shape.
+
+    With ``streams``, ``-`` (standard input), a FIFO or a character device is read too; they
+    can be read only once, so only a caller that reads the file once may allow them."""
+    streamed = streams and (str(path) == "-" or files.kind_of(path) in files.STREAMS)
+    if not streamed:
+        path = files.check_input_file(path, "CSV file")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        if str(path) == "-" and streamed:
+            handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        else:
+            handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+        with handle:
             table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"cannot read CSV file '{path}': {error}") from None
@@ -45,9 +57,12 @@ def read_header_and_rows(path: str | os.PathLike) -> tuple[list[str], list[list[
     return header, table[1:]
 
 
-def read_columns(path: str | os.PathLike, columns: Sequence[str]) -> np.ndarray:
-    """The named columns as a ``(rows, len(columns))`` float array; every value finite."""
-    header, rows = read_header_and_rows(path)
+def read_columns(
+    path: str | os.PathLike, columns: Sequence[str], streams: bool = False
+) -> np.ndarray:
+    """The named columns as a ``(rows, len(columns))`` float array; every value finite.
+    ``streams`` as in :func:`read_header_and_rows`."""
+    header, rows = read_header_and_rows(path, streams)
     missing = [name for name in columns if name not in header]
     if missing:
         raise UsageError(

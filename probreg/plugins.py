@@ -247,7 +247,10 @@ def registry() -> dict[str, dict[str, Entry]]:
 
 
 def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
-    """Plugin packages with their version and what each registers (for ``probreg plugins``)."""
+    """Plugin packages with their version and what each registers (for ``probreg plugins``).
+
+    A package that failed to load has an ``error``; one that ``PROBREG_LOAD_PLUGINS`` leaves out
+    has ``left_out`` and registers nothing."""
     found: dict[str, dict[str, Any]] = {}
     for kind, entries in registry().items():
         for entry in entries.values():
@@ -265,18 +268,17 @@ def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
                 },
             )
             item[plural(kind)].append(entry.name)
+
+    def bare(name: str) -> dict[str, Any]:
+        empty = {"name": name, "version": ""}
+        return found.setdefault(
+            name, {**empty, "heads": [], "datasets": [], "samplers": [], "families": []}
+        )
+
     for name, reason in _broken.items():
-        found.setdefault(
-            name,
-            {
-                "name": name,
-                "version": "",
-                "heads": [],
-                "datasets": [],
-                "samplers": [],
-                "families": [],
-            },
-        )["error"] = reason
+        bare(name)["error"] = reason
+    for name in left_out:
+        bare(name)["left_out"] = f"not in {ALLOW_LIST_ENV}"
     return [found[name] for name in sorted(found)]
 
 

@@ -52,6 +52,7 @@ def predict(
     intervals: str | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Predict for every row of ``input_path`` and write a CSV to ``output_path`` (``-``: stdout).
+    ``input_path`` may be ``-`` (standard input), a FIFO or a device: it is read once.
 
     The output repeats the input columns the model uses, then, in this order: the mean
     (``<y>_mean``), quantiles (``<y>_q<level>``), draws (``<y>_sample_<i>``) and the
@@ -85,7 +86,7 @@ def predict(
         mean = True
     output = files.check_output(output_path, force)
     run = load_run(run_dir, sampler=sampler)
-    x = csvfiles.read_columns(input_path, run.x_names)
+    x = csvfiles.read_columns(input_path, run.x_names, streams=True)
     outputs = run.predictor.outputs(x)
     bad = np.flatnonzero(~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1))
     if bad.size:

@@ -604,12 +604,17 @@ def tune(
         raise UsageError("--seeds lists a seed twice")
     if splits is not None and len(set(splits)) != len(splits):
         raise UsageError("--splits lists a split twice")
+    if study is not None and not study.strip():
+        raise UsageError("--study is empty; give a name, or leave it out for the default name")
     # Check every spec before touching storage or folders.
     dataset_ = plugins.create("dataset", dataset)
     overrides = {} if epochs is None else {"epochs": epochs}
     head_ = plugins.create("head", head, **overrides)
     space_ = build_space(head, space, epochs)
     _pruner(pruner, None)
+    from probreg.comparison import replicates
+
+    replicates(dataset_, seeds, splits)  # its refusals before any folder or storage
     name = study or default_study_name(dataset_.spec, head_.spec, metric)
     # A database named by the user is checked before any folder is made.
     opened = None if storage is None else open_storage(storage, heartbeat)

@@ -173,6 +173,24 @@ def test_uci_errors(uci_folder, tmp_path):
         plugins.create("dataset", f"uci:path={uci_folder}").load(0)
 
 
+def test_a_split_in_the_spec_and_splits_to_run_are_refused_together(uci_folder, tmp_path):
+    """``uci:split=1`` with ``--splits`` would silently run other splits than the spec says."""
+    import probreg
+
+    spec = f"uci:path={uci_folder},split=1"
+    for call in (
+        lambda out: probreg.compare(spec, ["mlp:hidden=8"], splits=[0, 2], output=out),
+        lambda out: probreg.tune(spec, "mlp:hidden=8", splits=[0, 2], output=out),
+    ):
+        with pytest.raises(UsageError, match="sets split=1 and --splits chooses splits too"):
+            call(tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+    # A folder's default split (0) is not a choice, so --splits alone still works.
+    assert probreg.compare(
+        f"uci:path={uci_folder}", ["mlp:hidden=8,epochs=1"], splits=[1], write=False
+    )
+
+
 def test_uci_compare_over_splits_reports_published_numbers(uci_folder, tmp_path):
     from probreg.comparison import compare
 

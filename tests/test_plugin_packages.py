@@ -64,7 +64,12 @@ def test_installed_package_is_listed_with_what_it_registers():
 
 @needs_histogram
 def test_allow_list_controls_third_party_loading():
-    assert names(probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": ""})) == set()
+    left_out = json.loads(
+        probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": ""}).stdout
+    )
+    assert [(p["name"], p["left_out"], p["heads"]) for p in left_out] == [
+        ("probreg-histogram", "not in PROBREG_LOAD_PLUGINS", [])
+    ]
     allowed = probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": "probreg-histogram"})
     assert names(allowed) == {"probreg-histogram"}
     hidden = probreg(
@@ -75,8 +80,8 @@ def test_allow_list_controls_third_party_loading():
         hidden.stderr
     )
     listed = probreg("plugins", extra_env={"PROBREG_LOAD_PLUGINS": ""}).stdout
-    assert "No plugin packages loaded" in listed
-    assert "PROBREG_LOAD_PLUGINS leaves out installed plugin package probreg-histogram" in listed
+    assert "probreg-histogram" in listed and "left out: not in PROBREG_LOAD_PLUGINS" in listed
+    assert "heads:" not in listed
 
 
 def test_allow_list_naming_a_missing_package_warns():

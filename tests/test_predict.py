@@ -6,10 +6,12 @@ import csv
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 
+from probreg import plugins
 from probreg.errors import UsageError
 from probreg.predict import predict
 
@@ -147,6 +149,31 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("Error: ") == 1 and fragment in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_inputs_from_standard_input_and_a_fifo_match_a_file(small_run, inputs, tmp_path):
+    """``-i -`` and a named pipe are read once, like a file; a dataset still needs a file."""
+    command = [sys.executable, "-m", "probreg", "predict", str(small_run.run_dir), "-i"]
+    expected = subprocess.run([*command, str(inputs)], capture_output=True, text=True, env=ENV)
+    assert expected.returncode == 0 and expected.stdout.startswith("x,y_mean")
+    piped = subprocess.run(
+        [*command, "-"], input=inputs.read_text(), capture_output=True, text=True, env=ENV
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == expected.stdout
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [*command, str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+    writer = threading.Thread(target=fifo.write_text, args=(inputs.read_text(),), daemon=True)
+    writer.start()  # blocks until predict opens the pipe
+    out, err = process.communicate(timeout=120)
+    writer.join(timeout=10)
+    assert process.returncode == 0, err
+    assert out == expected.stdout
+    with pytest.raises(UsageError, match="is a FIFO, not a regular file"):
+        plugins.create("dataset", f"csv:path={fifo},x=x,y=y").load(0)
 
 
 def test_predict_into_a_pipe_that_closes_early_exits_quietly(small_run, tmp_path):

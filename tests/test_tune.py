@@ -219,6 +219,8 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert "nan is not a number of seconds" in err
     err = _cli_error(capsys, *base, "--space", "family=student_t")
     assert "--space cannot set 'family'" in err
+    err = _cli_error(capsys, *base, "--study", " ")
+    assert "--study is empty" in err
     assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
 
 
