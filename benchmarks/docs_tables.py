@@ -24,6 +24,7 @@ import distributed  # noqa: E402
 import families  # noqa: E402
 import predict  # noqa: E402
 import spiral  # noqa: E402
+import spline_floor  # noqa: E402
 import uci  # noqa: E402
 
 #: marker name -> (page, results JSON, formatter of the loaded JSON)
@@ -33,6 +34,11 @@ TABLES: dict[str, tuple[str, str, Callable[[dict], str]]] = {
     "predict-table": ("docs/python.md", "predict.json", lambda r: predict.table(r["results"])),
     "families-table": ("docs/families.md", "families.json", lambda r: families.table(r["results"])),
     "uci-table": ("docs/uci.md", "uci.json", uci.format_report),
+    "spline-floor-table": (
+        "docs/families.md",
+        "spline_floor.json",
+        lambda r: spline_floor.table(r["results"]),
+    ),
 }
 
 

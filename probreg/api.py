@@ -237,7 +237,7 @@ def run(
     from probreg import postfit
 
     say = echo or (silent if quiet else to_stderr)
-    check_seed(seed)
+    seed = check_seed(seed)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
     postfit.check_layout(calibrating, layout)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
@@ -286,14 +286,14 @@ def run(
     return result
 
 
-def check_seed(seed: int) -> None:
-    """A one-line error unless ``seed`` is an integer from 0 to :data:`MAX_SEED`."""
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, int | np.integer)
-        or not 0 <= seed <= MAX_SEED
-    ):
-        raise UsageError(f"seed {shorten(seed, 40)} is out of range: use 0 to {MAX_SEED}")
+def check_seed(seed: int, what: str = "seed") -> int:
+    """``seed`` as a Python int, or a one-line error unless it is an integer from 0 to
+    :data:`MAX_SEED` (numpy integers are accepted; they do not serialise to JSON)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise UsageError(f"{what} {shorten(repr(seed), 40)} is not an integer from 0 to {MAX_SEED}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"{what} {seed} is out of range: use 0 to {MAX_SEED}")
+    return int(seed)
 
 
 def check_plan(data: Data, head: Head, say: Echo = silent) -> None:

@@ -40,6 +40,7 @@ from probreg.distributed import Layout
 from probreg.errors import TrainingError, UsageError, shorten
 from probreg.heads import Head
 from probreg.metrics import COLUMNS, METRICS, MULTIVARIATE
+from probreg.params import parse_spec
 from probreg.samplers import Sampler
 
 
@@ -111,26 +112,54 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "head"
 
 
+def check_replicates(
+    seeds: Sequence[int], splits: Sequence[int] | None
+) -> tuple[list[int], list[int] | None]:
+    """``seeds`` and ``splits`` as lists of Python ints, or a one-line error unless each is a
+    non-empty list of distinct seeds (``splits`` may be ``None``): a bare number or string is
+    not a list, and an empty one would run nothing."""
+    checked: list[list[int] | None] = []
+    for option, item, values in (("--seeds", "seed", seeds), ("--splits", "split", splits)):
+        if values is None and option == "--splits":
+            checked.append(None)
+            continue
+        if isinstance(values, str | bytes) or np.ndim(values) != 1:
+            raise UsageError(f"{option} must be a list of integers, e.g. [0, 1, 2], not {values!r}")
+        if len(values) == 0:
+            raise UsageError(f"{option} is empty; give at least one")
+        numbers = [check_seed(value, item) for value in values]
+        if len(set(numbers)) != len(numbers):
+            raise UsageError(f"{option} lists a {item} twice")
+        checked.append(numbers)
+    return checked[0], checked[1]
+
+
 def replicates(
-    dataset: Dataset, seeds: Sequence[int], splits: Sequence[int] | None
+    spec: str | Dataset, dataset: Dataset, seeds: Sequence[int], splits: Sequence[int] | None
 ) -> list[Replicate]:
     """Seeds, or (for datasets with splits, :meth:`Dataset.n_splits`) splits with seed = split
-    index."""
+    index; ``seeds`` and ``splits`` as :func:`check_replicates` returns them. ``spec`` is the
+    dataset as given: a spec that names a ``split`` and ``splits`` together are refused."""
     if splits is None:
         return [Replicate(seed, dataset) for seed in seeds]
     if dataset.n_splits() is None:
         raise UsageError(f"dataset '{dataset.name}' has no splits, so --splits does not apply")
-    chosen = dataset.options.get("split", 0)
-    if chosen != 0:
+    if isinstance(spec, str):
+        given = parse_spec(spec, "dataset")[1]
+    else:  # an object: only a split other than the declared default shows it was chosen
+        defaults = {param.name: param.default for param in dataset.params}
+        given = {k: v for k, v in dataset.options.items() if v != defaults.get(k)}
+    if "split" in given:
         raise UsageError(
-            f"the dataset spec sets split={chosen} and --splits chooses splits too; give one"
+            f"the dataset spec sets split={given['split']} and --splits chooses splits too; "
+            "give one"
         )
     return [Replicate(split, dataset.with_split(split), split) for split in splits]
 
 
 def compare(
     dataset: str | Dataset = "spiral",
-    heads: Sequence[str | Head] = ("mlp", "mdn"),
+    heads: str | Head | Sequence[str | Head] = ("mlp", "mdn"),
     sampler: str | Sampler = "ancestral",
     *,
     seeds: Sequence[int] = (0,),
@@ -161,14 +190,11 @@ def compare(
     say = echo or (silent if quiet else to_stderr)
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
     postfit.check_layout(calibrating, layout)
+    if isinstance(heads, str | Head):
+        heads = [heads]  # one spec, not a list of one-letter specs
     if len(heads) < 1:
-        raise UsageError("compare needs at least one --head")
-    if len(set(seeds)) != len(seeds):
-        raise UsageError("--seeds lists a seed twice")
-    if splits is not None and len(set(splits)) != len(splits):
-        raise UsageError("--splits lists a split twice")
-    for seed in seeds if splits is None else splits:
-        check_seed(seed)
+        raise UsageError("compare needs at least one head (--head)")
+    seeds, splits = check_replicates(seeds, splits)
     if layout is not None and not layout.is_main:
         write, say = False, silent
     base_dataset = plugins.create("dataset", dataset)
@@ -177,7 +203,7 @@ def compare(
     overrides = {} if epochs is None else {"epochs": epochs}
     head_objects = [plugins.create("head", head, **overrides) for head in base_heads]
     sampler_ = plugins.create("sampler", sampler)
-    reps = replicates(base_dataset, seeds, splits)
+    reps = replicates(dataset, base_dataset, seeds, splits)
     target = files.given_output(output) or _default_dir(base_dataset)
     if write:
         rundir.check_target(Path(target), force)  # refuse early; claimed again below

@@ -19,23 +19,35 @@ from probreg import files
 from probreg.errors import UsageError, shorten
 
 
+def _rows(handle) -> list[list[str]]:
+    return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+
+
 def read_header_and_rows(
     path: str | os.PathLike, streams: bool = False
 ) -> tuple[list[str], list[list[str]]]:
     """The header and the data rows of a comma-separated file, checked for shape.
 
-    With ``streams``, ``-`` (standard input), a FIFO or a character device is read too; they
-    can be read only once, so only a caller that reads the file once may allow them."""
-    streamed = streams and (str(path) == "-" or files.kind_of(path) in files.STREAMS)
-    if not streamed:
+    With ``streams``, ``-`` (standard input, named ``<stdin>`` in errors), a FIFO or a device
+    is read too; they can be read only once, so only a caller that reads the file once may
+    allow them."""
+    stdin = streams and str(path) == "-"
+    if not (stdin or (streams and files.kind_of(path) in files.STREAMS)):
         path = files.check_input_file(path, "CSV file")
     try:
-        if str(path) == "-" and streamed:
-            handle = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
+        if stdin:  # read through a wrapper that is detached, so sys.stdin stays open
+            raw = getattr(sys.stdin, "buffer", None)
+            if raw is None:
+                raise UsageError("standard input cannot be read here; give a file path")
+            handle = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            try:
+                table = _rows(handle)
+            finally:
+                handle.detach()
+            path = "<stdin>"
         else:
-            handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
-        with handle:
-            table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                table = _rows(handle)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"cannot read CSV file '{path}': {error}") from None
     if not table:

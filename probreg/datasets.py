@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +99,38 @@ class Dataset(Plugin):
         """Published results on the same data for the compare report (rows with ``method``,
         ``nll``, ``nll_se``, ``rmse``, ``rmse_se``), or ``None`` (the default)."""
         return None
+
+
+def input_rows(x: Any, shape: Sequence[int], dtype: Any = np.float64) -> np.ndarray:
+    """``x`` as rows ``(n, *shape)`` of a model's inputs, or a one-line error.
+
+    Each row may come in any shape with the model's number of values (a saved sequence model
+    takes its windows ``(n, T, F)`` flat); a 1-D array is ``n`` rows of a one-column input, or
+    one row of a wider one; a number is one row of a one-column input. Rows of another size,
+    or a NaN or infinite value, are refused rather than reshaped into other rows."""
+    shape = tuple(shape)
+    width = math.prod(shape)
+    try:
+        rows = np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        raise UsageError("model inputs must be a rectangular array of numbers") from None
+    if rows.ndim == 0 or (rows.ndim == 1 and width > 1):
+        rows = rows.reshape(1, -1)  # one row
+    elif rows.ndim == 1:
+        rows = rows[:, None]  # n rows of one value
+    if math.prod(rows.shape[1:]) != width:
+        raise UsageError(
+            f"the model takes rows of {width} input value{'s' if width > 1 else ''} (shape "
+            f"{shape}); got an array of shape {np.shape(x)}"
+        )
+    bad = np.argwhere(~np.isfinite(rows))
+    if bad.size:
+        raise UsageError(
+            f"model input row {bad[0][0] + 1} holds a NaN or infinite value; inputs must be finite"
+        )
+    if dtype != np.float64 and np.abs(rows).max(initial=0.0) > np.finfo(dtype).max:
+        raise UsageError(f"a model input is too large for {np.dtype(dtype).name}")
+    return rows.reshape(len(rows), *shape).astype(dtype, copy=False)
 
 
 def split_rows(

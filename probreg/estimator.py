@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_is_fitted,
+    check_random_state,
+    validate_data,
+)
 
 from probreg import plugins
 from probreg.distributions import Distribution
@@ -192,9 +197,14 @@ class Regressor(RegressorMixin, BaseEstimator):
         Pandas input gives a DataFrame with columns ``<y>_q<level>``.
         """
         levels = _levels(q)
+        names = [f"{y}_q{level:g}" for y in self.y_names_ for level in levels]
+        if _is_pandas(X) and len(set(names)) < len(names):  # a frame's columns must differ
+            raise EstimatorError(
+                f"quantile levels {q!r} name one DataFrame column twice (<y>_q<level:g>); give "
+                "levels that differ within 6 significant digits"
+            )
         distribution = self.predict_proba(X)
         values = np.stack([distribution.quantile(level) for level in levels], axis=-1)
-        names = [f"{y}_q{level:g}" for y in self.y_names_ for level in levels]
         return self._table(X, values, names)
 
     def predict_interval(self, X: Any, coverage: float = 0.9):
@@ -214,7 +224,11 @@ class Regressor(RegressorMixin, BaseEstimator):
     def sample(self, X: Any, n_samples: int = 1, random_state: Any = None):
         """``n_samples`` draws per row from the sampler: ``(n, n_samples)`` for a 1-D target,
         else ``(n, n_samples, d)``; pandas input gives columns ``<y>_sample_<i>``."""
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, numbers.Integral)
+            or n_samples < 1
+        ):
             raise EstimatorError(f"n_samples must be a positive integer, not {n_samples!r}")
         distribution = self.predict_proba(X)
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
@@ -226,10 +240,30 @@ class Regressor(RegressorMixin, BaseEstimator):
         return values[..., 0] if self._y_1d else values
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean log-likelihood of ``y`` under the predictive distribution (higher is better)."""
+        """Mean log-likelihood of ``y`` under the predictive distribution (higher is better),
+        weighted by ``sample_weight`` (non-negative, not all 0) if given."""
+        check_is_fitted(self)
+        given = np.shape(y)
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = y.reshape(len(y), -1)
+        if y.shape[1] != len(self.y_names_):
+            raise EstimatorError(
+                f"y has shape {given}; this model predicts {len(self.y_names_)} target(s)"
+            )
+        weights = None
+        if sample_weight is not None:
+            weights = check_array(
+                sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+            )
+            if weights.shape != (len(y),) or weights.min() < 0 or weights.sum() <= 0:
+                raise EstimatorError(
+                    f"sample_weight must hold one non-negative weight per row of y ({len(y)}), "
+                    f"not all 0; got shape {weights.shape}"
+                )
         distribution = self.predict_proba(X)
-        y = np.asarray(y, np.float64).reshape(distribution.batch_size, -1)
-        return float(np.average(distribution.log_prob(y), weights=sample_weight))
+        if distribution.batch_size != len(y):
+            raise EstimatorError(f"y has {len(y)} rows but X has {distribution.batch_size}")
+        return float(np.average(distribution.log_prob(y), weights=weights))
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -392,10 +426,15 @@ def _x_names(feature_names: np.ndarray | None, X: np.ndarray) -> list[str]:
 
 
 def _levels(q: float | Sequence[float]) -> list[float]:
-    levels = [float(q)] if isinstance(q, numbers.Real) else [float(v) for v in q]
-    if not levels or not all(0.0 < v < 1.0 for v in levels):
+    """``q`` (a level or a list of levels) as a list of floats, each strictly in (0, 1)."""
+    from probreg.predict import is_level
+
+    levels = [q] if isinstance(q, numbers.Real) else q
+    if isinstance(levels, str | bytes) or np.ndim(levels) != 1 or len(levels) == 0:
+        raise EstimatorError(f"q must be a level or a list of levels in (0, 1), not {q!r}")
+    if not all(is_level(v) for v in levels):
         raise EstimatorError(f"quantile levels must lie strictly between 0 and 1, not {q!r}")
-    return levels
+    return [float(v) for v in levels]
 
 
 def _trunk_factory(trunk: Any, input_shape: tuple[int, ...]) -> Callable[[], Any] | None:

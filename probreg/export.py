@@ -194,7 +194,9 @@ class OnnxModel:
 
     def params(self, x: np.ndarray) -> np.ndarray:
         """The packed family parameters for inputs ``x`` in data units."""
-        x = np.asarray(x, np.float32).reshape(-1, *self.shape)
+        from probreg.datasets import input_rows
+
+        x = input_rows(x, self.shape, np.float32)
         return self.session.run(None, {self.input_name: x})[0]
 
     def distribution(self, x: np.ndarray):

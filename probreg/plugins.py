@@ -83,8 +83,8 @@ pm.add_hookspecs(hookspecs)
 
 _sources: dict[str, Source] = {}  # plugin name in pm -> where it came from
 _broken: dict[str, str] = {}  # distribution or plugin name -> one-line reason
-#: Installed plugin packages that ``PROBREG_LOAD_PLUGINS`` leaves out (named in errors).
-left_out: set[str] = set()
+#: Installed plugin packages that ``PROBREG_LOAD_PLUGINS`` leaves out: name -> version.
+left_out: dict[str, str] = {}
 _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
 
@@ -174,7 +174,7 @@ def load_plugins() -> None:
         dist_name = dist.metadata["Name"] if dist is not None else entry_point.value
         seen.add(_normalise(dist_name))
         if allowed is not None and _normalise(dist_name) not in allowed:
-            left_out.add(dist_name)
+            left_out[dist_name] = dist.version if dist is not None else ""
             continue
         try:
             module = entry_point.load()
@@ -252,33 +252,19 @@ def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
     A package that failed to load has an ``error``; one that ``PROBREG_LOAD_PLUGINS`` leaves out
     has ``left_out`` and registers nothing."""
     found: dict[str, dict[str, Any]] = {}
+
+    def package(name: str, version: str = "") -> dict[str, Any]:
+        empty = {"heads": [], "datasets": [], "samplers": [], "families": []}
+        return found.setdefault(name, {"name": name, "version": version, **empty})
+
     for kind, entries in registry().items():
         for entry in entries.values():
-            if entry.source.builtin and not include_builtins:
-                continue
-            item = found.setdefault(
-                entry.source.name,
-                {
-                    "name": entry.source.name,
-                    "version": entry.source.version,
-                    "heads": [],
-                    "datasets": [],
-                    "samplers": [],
-                    "families": [],
-                },
-            )
-            item[plural(kind)].append(entry.name)
-
-    def bare(name: str) -> dict[str, Any]:
-        empty = {"name": name, "version": ""}
-        return found.setdefault(
-            name, {**empty, "heads": [], "datasets": [], "samplers": [], "families": []}
-        )
-
+            if include_builtins or not entry.source.builtin:
+                package(entry.source.name, entry.source.version)[plural(kind)].append(entry.name)
     for name, reason in _broken.items():
-        bare(name)["error"] = reason
-    for name in left_out:
-        bare(name)["left_out"] = f"not in {ALLOW_LIST_ENV}"
+        package(name)["error"] = reason
+    for name, version in left_out.items():
+        package(name, version)["left_out"] = f"not in {ALLOW_LIST_ENV}"
     return [found[name] for name in sorted(found)]
 
 

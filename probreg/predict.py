@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -37,6 +38,32 @@ def param_columns(
     return columns
 
 
+def level_names(quantiles: Sequence[float]) -> list[str]:
+    """The column-name parts (``f"{q:g}"``) of quantile levels, or a one-line error for a level
+    outside (0, 1) or two levels that would name one column."""
+    if isinstance(quantiles, str | bytes) or np.ndim(quantiles) != 1:
+        raise UsageError(
+            f"quantiles must be a list of levels, e.g. [0.05, 0.95], not {quantiles!r}"
+        )
+    levels = list(quantiles)
+    for q in levels:
+        if not is_level(q):
+            raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {q!r}")
+    named = [f"{q:g}" for q in levels]  # the column names tell levels apart this finely
+    for i, name in enumerate(named):
+        if name in named[:i]:
+            raise UsageError(
+                f"quantile levels {levels[named.index(name)]!r} and {levels[i]!r} both make "
+                f"the column <y>_q{name}; give levels that differ within 6 significant digits"
+            )
+    return named
+
+
+def is_level(q: object) -> bool:
+    """Whether ``q`` is a real number strictly between 0 and 1 (not a bool)."""
+    return isinstance(q, numbers.Real) and not isinstance(q, bool) and 0.0 < q < 1.0
+
+
 def predict(
     run_dir: str | os.PathLike,
     input_path: str | os.PathLike,
@@ -65,21 +92,14 @@ def predict(
     on the run's held-out rows (:func:`probreg.postfit.interval_columns` gives the layout).
     """
     from probreg import calibration, conformal, postfit
+    from probreg.api import check_seed
     from probreg.runs import load_run
 
-    if samples < 0:
-        raise UsageError(f"--samples must be 0 or more, not {samples}")
-    for q in quantiles:
-        if not 0.0 < q < 1.0:
-            raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {q}")
-    named = [f"{q:g}" for q in quantiles]  # the column names tell levels apart this finely
-    for i, name in enumerate(named):
-        if name in named[:i]:
-            first = quantiles[named.index(name)]
-            raise UsageError(
-                f"quantile levels {first!r} and {quantiles[i]!r} both make the column "
-                f"<y>_q{name}; give levels that differ within 6 significant digits"
-            )
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 0:
+        raise UsageError(f"--samples must be an integer of 0 or more, not {samples!r}")
+    check_seed(seed)
+    names = level_names(quantiles)
+    quantiles = [float(q) for q in quantiles]
     if intervals is not None:
         conformal.parse(intervals)  # a bad spec is an error before any work
     if not (samples or quantiles or mean or params or intervals):
@@ -100,9 +120,9 @@ def predict(
     columns: list[tuple[str, np.ndarray]] = [(name, x[:, j]) for j, name in enumerate(run.x_names)]
     if mean:
         columns += [(f"{y}_mean", distribution.mean()[:, j]) for j, y in enumerate(y_names)]
-    for q in quantiles:
+    for q, name in zip(quantiles, names, strict=True):
         values = distribution.quantile(q)
-        columns += [(f"{y}_q{q:g}", values[:, j]) for j, y in enumerate(y_names)]
+        columns += [(f"{y}_q{name}", values[:, j]) for j, y in enumerate(y_names)]
     if intervals:
         columns += postfit.interval_columns(run, model_distribution, intervals, y_names)
     if samples:

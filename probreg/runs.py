@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from probreg import plugins, rundir
+from probreg.datasets import input_rows
 from probreg.distributions import Distribution
 from probreg.errors import PluginError, ProbregError, UsageError, shorten
 from probreg.heads import Head
@@ -159,7 +160,7 @@ class Predictor:
 
         if self._compiled is None:
             self._compiled = compiled_call(self.model)
-        x = self.x_scaling.transform(np.asarray(x, np.float64).reshape(-1, self.input_dim))
+        x = self.x_scaling.transform(input_rows(x, (self.input_dim,)))
         chunks = [
             self._compiled(x[i : i + batch_size]) for i in range(0, max(len(x), 1), batch_size)
         ]

@@ -71,6 +71,7 @@ def summarize(search: _Search, seconds: float, command: str) -> dict[str, Any]:
             "saved_fraction": round(saved / (spent + saved), 3) if spent + saved > 0 else 0.0,
         },
         "seconds": round(seconds, 1),
+        "stopped": search.stopped,
         "command": command,
         "versions": versions(),
         "table": [_trial_row(t) for t in trials],
@@ -144,10 +145,13 @@ def _trials_csv(summary: dict[str, Any], names: list[str]) -> str:
 def _pictures(tune_dir: Path, study: Any) -> list[str]:
     """Optuna's optimisation history and parameter importances, as PNGs."""
     import optuna
+    from optuna.trial import TrialState
 
     from probreg import plots
 
-    drawn = []
+    drawn: list[str] = []
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return drawn  # nothing to draw (and Optuna would log a warning)
     makers = {
         "history.png": optuna.visualization.matplotlib.plot_optimization_history,
         "importance.png": optuna.visualization.matplotlib.plot_param_importances,

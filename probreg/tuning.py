@@ -84,6 +84,10 @@ BASELINE = object()
 # The tune folder
 
 
+#: A worker stops searching after this many failed trials in a row (or ``trials``, if more).
+FAILURES_IN_A_ROW = 10
+
+
 def default_study_name(dataset: str, head: str, metric: str) -> str:
     from probreg.comparison import slug
 
@@ -217,10 +221,12 @@ class _Search:
         overrides = {} if config.epochs is None else {"epochs": config.epochs}
         self.head = plugins.create("head", config.head, **overrides)
         self.space = build_space(config.head, config.space, config.epochs)
-        self.replicates = replicates(self.dataset, config.seeds, config.splits)
+        self.replicates = replicates(config.dataset, self.dataset, config.seeds, config.splits)
         self._data: dict[int, Any] = {}
         #: Called before each trial is claimed (to notice dead worker processes).
         self.watch: Callable[[], None] | None = None
+        #: Why this worker stopped before the budget, if it did (``tune.json``'s ``stopped``).
+        self.stopped: str | None = None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         epochs = self.space.fixed.get("epochs", self.head.options.get("epochs"))
         self.study = optuna.create_study(
@@ -392,7 +398,7 @@ class _Search:
         import optuna
         from optuna.trial import TrialState
 
-        waiting = False
+        waiting, failures_in_a_row = False, 0
         while deadline is None or time.monotonic() < deadline:
             if self.watch is not None:
                 self.watch()
@@ -433,6 +439,14 @@ class _Search:
             self._finish(trial, state, value, time.perf_counter() - start)
             label = f"{trial.number} (the defaults)" if trial.user_attrs.get("default") else None
             progress.trial_done(self, label or trial.number, state, value, note)
+            failures_in_a_row = failures_in_a_row + 1 if state == TrialState.FAIL else 0
+            if failures_in_a_row >= max(FAILURES_IN_A_ROW, self.config.trials):
+                # Failed trials do not count towards --trials: without this, a problem every
+                # configuration shares would start trials for ever.
+                self.stopped = f"{failures_in_a_row} trials in a row failed"
+                last = note.removeprefix("failed: ")
+                self.say(f"Stopping: {self.stopped} (the last: {shorten(last, 200)})")
+                break
         return False
 
     def run_baseline(self) -> None:
@@ -594,27 +608,26 @@ def tune(
     say = echo or (silent if quiet else to_stderr)
     if metric not in OBJECTIVES:
         raise UsageError(f"unknown metric '{metric}'; allowed: {', '.join(OBJECTIVES)}")
-    if trials < 1:
-        raise UsageError("--trials must be at least 1")
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
+    for option, value in (("--trials", trials), ("--workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise UsageError(f"{option} must be an integer of at least 1, not {value!r}")
+    trials, workers = int(trials), int(workers)  # numpy integers do not serialise to JSON
     if workers > 1 and not (isinstance(dataset, str) and isinstance(head, str)):
         raise UsageError("workers > 1 needs the dataset and head as spec strings")
-    if len(set(seeds)) != len(seeds):
-        raise UsageError("--seeds lists a seed twice")
-    if splits is not None and len(set(splits)) != len(splits):
-        raise UsageError("--splits lists a split twice")
-    if study is not None and not study.strip():
-        raise UsageError("--study is empty; give a name, or leave it out for the default name")
+    from probreg.comparison import check_replicates, replicates
+
+    seeds, splits = check_replicates(seeds, splits)
+    if study is not None and (not isinstance(study, str) or not study.strip()):
+        raise UsageError(
+            f"--study {study!r} is not a name; give one, or leave it out for the default name"
+        )
     # Check every spec before touching storage or folders.
     dataset_ = plugins.create("dataset", dataset)
     overrides = {} if epochs is None else {"epochs": epochs}
     head_ = plugins.create("head", head, **overrides)
     space_ = build_space(head, space, epochs)
     _pruner(pruner, None)
-    from probreg.comparison import replicates
-
-    replicates(dataset_, seeds, splits)  # its refusals before any folder or storage
+    replicates(dataset, dataset_, seeds, splits)  # its refusals before any folder or storage
     name = study or default_study_name(dataset_.spec, head_.spec, metric)
     # A database named by the user is checked before any folder is made.
     opened = None if storage is None else open_storage(storage, heartbeat)

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+import probreg
 from probreg import plugins
 from probreg.calibration import SCORES
 from probreg.comparison import compare, head_labels, mean_and_se, rank
@@ -159,6 +160,38 @@ def test_a_diverging_head_is_recorded_and_the_report_still_written(tmp_path, tem
     assert "Diverged" in (out / "report.html").read_text()
     assert rundir.read_marker(out)["kind"] == "compare"
     assert rundir.read_marker(out / diverged[0]["run_dir"])["state"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"seeds": []}, "--seeds is empty; give at least one"),
+        ({"seeds": 0}, "--seeds must be a list of integers, e.g. [0, 1, 2], not 0"),
+        ({"seeds": "01"}, "--seeds must be a list of integers"),
+        ({"seeds": [0, "1"]}, "seed '1' is not an integer from 0 to 4294967295"),
+        ({"seeds": [-1]}, "seed -1 is out of range: use 0 to 4294967295"),
+        ({"seeds": [2, 2]}, "--seeds lists a seed twice"),
+        ({"splits": []}, "--splits is empty; give at least one"),
+        ({"splits": [-1]}, "split -1 is out of range"),
+    ],
+)
+def test_replicate_lists_are_checked_before_any_work(options, fragment, tmp_path):
+    """An empty list used to fail deep inside (compare: IndexError; tune: an endless run of
+    failed trials, each scoring the mean of nothing)."""
+    for call in (
+        lambda out: compare("spiral", ["mlp"], output=out, **options),
+        lambda out: probreg.tune("spiral", "mlp", output=out, **options),
+    ):
+        with pytest.raises(UsageError, match=re.escape(fragment)):
+            call(tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match=re.escape("seed '1' is not an integer")):
+        probreg.run("spiral", "mlp", seed="1", output=tmp_path / "out")
+
+
+def test_one_head_spec_as_a_string_is_one_head():
+    result = compare("spiral:n=200,val=50,test=50", "mlp:hidden=8", epochs=1, write=False)
+    assert [row["head"] for row in result.table] == ["mlp:hidden=8"]
 
 
 def test_splits_are_a_declared_dataset_capability():

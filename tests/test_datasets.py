@@ -185,10 +185,12 @@ def test_a_split_in_the_spec_and_splits_to_run_are_refused_together(uci_folder, 
         with pytest.raises(UsageError, match="sets split=1 and --splits chooses splits too"):
             call(tmp_path / "out")
         assert not (tmp_path / "out").exists()
-    # A folder's default split (0) is not a choice, so --splits alone still works.
-    assert probreg.compare(
-        f"uci:path={uci_folder}", ["mlp:hidden=8,epochs=1"], splits=[1], write=False
+    with pytest.raises(UsageError, match="sets split=0 and --splits"):  # even the default
+        probreg.compare(f"uci:path={uci_folder},split=0", ["mlp"], splits=[1], write=False)
+    result = probreg.compare(
+        f"uci:path={uci_folder}", "mlp:hidden=8,epochs=1", splits=[1], write=False
     )
+    assert [run["replicate"] for run in result.runs] == ["split 1"]
 
 
 def test_uci_compare_over_splits_reports_published_numbers(uci_folder, tmp_path):

@@ -4,6 +4,7 @@ pipelines, grid search, reproducibility and run folders."""
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -90,6 +91,49 @@ def test_pandas_in_gives_named_pandas_out(fitted):
         assert model.predict_interval(rows.to_numpy()).shape == (3, 2)
         assert model.predict_quantiles(rows.to_numpy(), [0.1, 0.5, 0.9]).shape == (3, 3)
         assert model.sample(rows.to_numpy(), 4).shape == (3, 4)
+
+
+def test_score_checks_y_and_weights_as_fit_does(fitted):
+    """A NaN target gave a NaN score (which GridSearchCV ranks silently); other shapes gave
+    numpy's reshape errors."""
+    model, X, y = fitted
+    rows, target = X.iloc[:20], y.iloc[:20].to_numpy()
+    weights = np.arange(1.0, 21.0)
+    expected = np.average(model.predict_proba(rows).log_prob(target[:, None]), weights=weights)
+    assert model.score(rows, target, sample_weight=weights) == pytest.approx(expected)
+    for bad_y, bad_weights, fragment in [
+        (np.where(np.arange(20) == 3, np.nan, target), None, "Input y contains NaN"),
+        (target[:15], None, "y has 15 rows but X has 20"),
+        (np.c_[target, target], None, r"y has shape \(20, 2\); this model predicts 1 target"),
+        (np.array(["a"] * 20), None, "could not convert"),
+        (target, np.ones(3), r"one non-negative weight per row of y \(20\).*shape \(3,\)"),
+        (target, -weights, "one non-negative weight per row"),
+        (target, 0 * weights, "not all 0"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            model.score(rows, bad_y, sample_weight=bad_weights)
+
+
+def test_quantile_levels_are_checked_and_named_columns_stay_distinct(fitted):
+    model, X, _ = fitted
+    for levels, fragment in [
+        ("0.5", "q must be a level or a list of levels in (0, 1), not '0.5'"),
+        (None, "q must be a level or a list of levels in (0, 1), not None"),
+        ([], "q must be a level or a list of levels in (0, 1), not []"),
+        ([0.5, True], "quantile levels must lie strictly between 0 and 1"),
+        # a DataFrame's columns would repeat: <y>_q0.5 twice, as probreg predict refuses
+        ([0.5, 0.5], "name one DataFrame column twice"),
+        ([0.1, 0.1000001], "name one DataFrame column twice"),
+    ]:
+        with pytest.raises(EstimatorError, match=re.escape(fragment)):
+            model.predict_quantiles(X.iloc[:3], levels)
+    with warnings.catch_warnings():  # numpy out has no names to clash: repeated levels are fine
+        warnings.simplefilter("ignore", UserWarning)
+        twice = model.predict_quantiles(X.iloc[:3].to_numpy(), [0.5, 0.5])
+    np.testing.assert_array_equal(twice[:, 0], twice[:, 1])
+    assert model.predict_quantiles(X.iloc[:3], np.float32(0.5)).shape == (3, 1)
+    with pytest.raises(EstimatorError, match="n_samples must be a positive integer, not True"):
+        model.sample(X.iloc[:3], True)
 
 
 def test_outputs_agree_with_an_independent_mixture(fitted):

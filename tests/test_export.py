@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from probreg.errors import UsageError
 from probreg.export import METADATA, OnnxModel, distribution, export_run, read_metadata
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -38,6 +40,30 @@ def test_onnx_parameters_equal_the_keras_models(onnx_export):
     x = random_inputs(run)
     exported = OnnxModel(folder).params(x)
     np.testing.assert_allclose(exported, run.predictor.outputs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_inputs_of_the_wrong_shape_or_not_finite_are_refused_not_reshaped(onnx_export):
+    """A row with the wrong number of values was reshaped into other rows, giving predictions
+    for inputs nobody asked about; both paths now refuse it in one line. Rows that hold the
+    model's number of values in another shape (a sequence model's windows) still work."""
+    run, folder = onnx_export
+    exported = OnnxModel(folder)
+    x = random_inputs(run, n=4)
+    expected = exported.params(x)
+    np.testing.assert_array_equal(exported.params(x[:, 0]), expected)  # 1-D: rows of one value
+    np.testing.assert_array_equal(exported.params(x.reshape(4, 1, 1)), expected)
+    np.testing.assert_allclose(run.predictor.outputs(x.reshape(4, 1, 1)), expected, atol=1e-5)
+    for bad, fragment in [
+        ([[0.5, 1.0]], "takes rows of 1 input value (shape (1,)); got an array of shape (1, 2)"),
+        (np.zeros((2, 2, 1)), "got an array of shape (2, 2, 1)"),
+        ([[0.5], [np.nan]], "model input row 2 holds a NaN or infinite value"),
+        ([["a"]], "model inputs must be a rectangular array of numbers"),
+    ]:
+        for predict in (exported.params, exported.distribution, run.distribution):
+            with pytest.raises(UsageError, match=re.escape(fragment)):
+                predict(bad)
+    with pytest.raises(UsageError, match="a model input is too large for float32"):
+        exported.params([[1e39]])
 
 
 def test_the_helper_gives_the_runs_distribution(onnx_export):

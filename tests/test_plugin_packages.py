@@ -67,8 +67,8 @@ def test_allow_list_controls_third_party_loading():
     left_out = json.loads(
         probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": ""}).stdout
     )
-    assert [(p["name"], p["left_out"], p["heads"]) for p in left_out] == [
-        ("probreg-histogram", "not in PROBREG_LOAD_PLUGINS", [])
+    assert [(p["name"], p["version"], p["left_out"], p["heads"]) for p in left_out] == [
+        ("probreg-histogram", "0.2.0", "not in PROBREG_LOAD_PLUGINS", [])
     ]
     allowed = probreg("plugins", "--json", extra_env={"PROBREG_LOAD_PLUGINS": "probreg-histogram"})
     assert names(allowed) == {"probreg-histogram"}

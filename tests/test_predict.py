@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -97,6 +99,21 @@ def test_bad_prediction_inputs(small_run, tmp_path, rows, header, fragment):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_wrong_argument_types_are_one_line_errors(small_run, inputs, tmp_path):
+    for options, fragment in [
+        ({"quantiles": 0.5}, "quantiles must be a list of levels, e.g. [0.05, 0.95], not 0.5"),
+        ({"quantiles": ["0.5"]}, "quantile levels must lie strictly between 0 and 1, not '0.5'"),
+        ({"quantiles": np.array(0.5)}, "quantiles must be a list of levels"),
+        ({"samples": "3"}, "--samples must be an integer of 0 or more, not '3'"),
+        ({"seed": -1}, "seed -1 is out of range"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(fragment)):
+            predict(small_run.run_dir, inputs, tmp_path / "out.csv", **options)
+    assert not (tmp_path / "out.csv").exists()
+    header, _ = predict(small_run.run_dir, inputs, "-", quantiles=np.array([0.1, 0.9]))
+    assert header == ["x", "y_q0.1", "y_q0.9"]
+
+
 def test_empty_and_missing_input_files(small_run, tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(UsageError, match="is empty"):
@@ -174,6 +191,14 @@ def test_inputs_from_standard_input_and_a_fifo_match_a_file(small_run, inputs, t
     assert out == expected.stdout
     with pytest.raises(UsageError, match="is a FIFO, not a regular file"):
         plugins.create("dataset", f"csv:path={fifo},x=x,y=y").load(0)
+
+
+def test_reading_standard_input_in_process_leaves_it_open(small_run, inputs, monkeypatch):
+    stdin = io.TextIOWrapper(io.BytesIO(inputs.read_bytes()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    header, table = predict(small_run.run_dir, "-", os.devnull)
+    assert header == ["x", "y_mean"] and table.shape == (3, 2)
+    assert not stdin.closed and stdin.read() == ""
 
 
 def test_predict_into_a_pipe_that_closes_early_exits_quietly(small_run, tmp_path):

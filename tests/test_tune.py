@@ -220,7 +220,7 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     err = _cli_error(capsys, *base, "--space", "family=student_t")
     assert "--space cannot set 'family'" in err
     err = _cli_error(capsys, *base, "--study", " ")
-    assert "--study is empty" in err
+    assert "--study ' ' is not a name" in err
     assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
 
 
@@ -550,3 +550,44 @@ def test_the_best_line_says_when_the_defaults_trial_won():
     lost = {"best": {"number": 3, "value": 1.25}, "default": default}
     assert best_line("nll", lost) == "best validation nll 1.2500 (the head's defaults: 1.5000)"
     assert best_line("crps", {**lost, "default": None}) == "best validation crps 1.2500"
+
+
+def test_a_search_whose_every_trial_fails_stops(tmp_path, monkeypatch):
+    """Failed trials do not count towards ``trials``, so a fault every configuration shares
+    would start trials for ever; a worker stops after ``FAILURES_IN_A_ROW`` in a row, and a
+    trial that completes starts the count again."""
+    from probreg import tuning
+
+    calls = []
+
+    def every_tenth_completes(self, trial):
+        calls.append(trial.number)
+        if len(calls) % tuning.FAILURES_IN_A_ROW:
+            raise RuntimeError("this configuration breaks")
+        return 1.0
+
+    monkeypatch.setattr(tuning._Search, "objective", every_tenth_completes)
+    result = tuning.tune(
+        SMALL_DATA,
+        SMALL_HEAD,
+        trials=2,
+        epochs=1,
+        write=False,
+        storage=f"sqlite:///{tmp_path / 'a.db'}",
+        quiet=True,
+    )
+    assert result.summary["trials"]["complete"] == 2 and result.summary["stopped"] is None
+
+    def broken(self, trial):
+        raise RuntimeError("every configuration breaks")
+
+    monkeypatch.setattr(tuning._Search, "objective", broken)
+    said = []
+    result = tuning.tune(
+        SMALL_DATA, SMALL_HEAD, trials=3, epochs=1, output=tmp_path / "t", echo=said.append
+    )
+    in_a_row = f"{tuning.FAILURES_IN_A_ROW} trials in a row failed"
+    assert result.best_spec is None and result.summary["stopped"] == in_a_row
+    assert result.summary["trials"]["failed"] == tuning.FAILURES_IN_A_ROW
+    assert f"Stopping: {in_a_row} (the last: RuntimeError: every configuration breaks)" in said
+    assert not (tmp_path / "t" / "history.png").exists()
