@@ -87,11 +87,13 @@ def export_run(
     target = Path(output) if output is not None else default_output(run_dir, format)
     if target.exists():
         if not force:
-            raise UsageError(f"output '{target}' already exists; use --force to replace it")
+            raise UsageError(
+                f"output '{target}' already exists; use --force (force=True) to replace it"
+            )
         if not (target / METADATA).is_file():
             raise UsageError(
                 f"output '{target}' is not a probreg export (no {METADATA}); refusing to "
-                "replace it, choose another --output"
+                "replace it, choose another --output (output=)"
             )
     run = load_run(run_dir)
     file_name, keras_format = FORMATS[format]

@@ -140,7 +140,9 @@ def check_output(path: str | os.PathLike, force: bool) -> Output:
     if found in STREAMS:
         return Output(Path(path), True)
     if found == REGULAR and not force:
-        raise UsageError(f"output file '{path}' already exists; use --force to replace it")
+        raise UsageError(
+            f"output file '{path}' already exists; use --force (force=True) to replace it"
+        )
     if found not in (None, REGULAR, "a broken symlink"):
         raise UsageError(f"output '{path}' is {found}; give the name of a file to write")
     target = Path(os.path.realpath(path))  # a symlink stays; what it points to is written

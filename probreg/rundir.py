@@ -267,15 +267,17 @@ def check_target(path: Path, force: bool, shown: Any = None) -> bool:
     except UsageError:
         raise UsageError(
             f"output directory '{shown}' has a corrupt {MARKER}; refusing to replace it, "
-            "choose another --output"
+            "choose another --output (output=)"
         ) from None
     if marker is None:
         raise UsageError(
             f"output directory '{shown}' already exists and was not made by probreg (it has "
-            f"no {MARKER}); refusing to replace it, choose another --output"
+            f"no {MARKER}); refusing to replace it, choose another --output (output=)"
         )
     if not force:
-        raise UsageError(f"output directory '{shown}' already exists; use --force to replace it")
+        raise UsageError(
+            f"output directory '{shown}' already exists; use --force (force=True) to replace it"
+        )
     return True
 
 
@@ -407,7 +409,7 @@ def _lock(target: Path, shown: Any) -> int:
             os.close(fd)
             raise UsageError(
                 f"output '{shown}' is being written by another probreg process (PID "
-                f"{shorten(holder, 20)}); wait for it or choose another --output"
+                f"{shorten(holder, 20)}); wait for it or choose another --output (output=)"
             ) from None
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
