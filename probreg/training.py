@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import sys
 import time
@@ -313,6 +314,24 @@ def share_compilations() -> str | None:
     return jax.config.jax_compilation_cache_dir
 
 
+class _NoRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" notice. Every model gets its own
+    traced functions, by design; a process that trains many (``compare``, ``tune``, a loop of
+    :func:`probreg.run`) printed the notice for each model after the fifth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_notice() -> None:
+    """On TensorFlow, filter the retracing notice out of the ``tensorflow`` logger (once)."""
+    if keras.backend.backend() != "tensorflow":
+        return
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(item, _NoRetracingNotice) for item in logger.filters):
+        logger.addFilter(_NoRetracingNotice())
+
+
 def uses_xla(config: TrainingConfig, steps_per_epoch: int) -> bool:
     """Whether :func:`fit` XLA-compiles the training step for this recipe. ``"auto"``: always
     on JAX (without it JAX runs op by op, many times slower); on TensorFlow only for runs of
@@ -437,6 +456,7 @@ def fit(
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
     share_compilations()
+    quiet_retracing_notice()
     grouped = groups_steps(config, steps_per_epoch, stream)
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),

@@ -357,3 +357,24 @@ def test_a_stop_training_acted_on_does_not_stop_the_next_training():
     following = train(False)
     assert (following.status, following.epochs) == ("completed", 3)
     assert interrupts.pending == 0
+
+
+def test_many_trainings_in_one_process_print_no_retracing_notices():
+    """TensorFlow warned "triggered tf.function retracing" for every model after the fifth in
+    a process (compare, tune, a loop of runs): each model's own traces, by design."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import probreg\n"
+        "for seed in range(7):\n"
+        "    probreg.run('spiral:n=100,val=30,test=30', 'mdn:hidden=4,components=2',"
+        " epochs=1, seed=seed, write=False, quiet=True)\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "retracing" not in done.stderr
