@@ -40,7 +40,7 @@ from probreg.distributed import Layout
 from probreg.errors import TrainingError, UsageError, shorten
 from probreg.heads import Head
 from probreg.metrics import COLUMNS, METRICS, MULTIVARIATE
-from probreg.params import parse_spec
+from probreg.params import is_flat_list, parse_spec
 from probreg.samplers import Sampler
 
 
@@ -123,8 +123,9 @@ def check_replicates(
         if values is None and option == "--splits":
             checked.append(None)
             continue
-        if isinstance(values, str | bytes) or np.ndim(values) != 1:
-            raise UsageError(f"{option} must be a list of integers, e.g. [0, 1, 2], not {values!r}")
+        if not is_flat_list(values):
+            shown = shorten(repr(values), 60)
+            raise UsageError(f"{option} must be a list of integers, e.g. [0, 1, 2], not {shown}")
         if len(values) == 0:
             raise UsageError(f"{option} is empty; give at least one")
         numbers = [check_seed(value, item) for value in values]
@@ -144,15 +145,12 @@ def replicates(
         return [Replicate(seed, dataset) for seed in seeds]
     if dataset.n_splits() is None:
         raise UsageError(f"dataset '{dataset.name}' has no splits, so --splits does not apply")
-    if isinstance(spec, str):
-        given = parse_spec(spec, "dataset")[1]
-    else:  # an object: only a split other than the declared default shows it was chosen
-        defaults = {param.name: param.default for param in dataset.params}
-        given = {k: v for k, v in dataset.options.items() if v != defaults.get(k)}
+    # An object's spec shows only values other than the defaults; a string shows what was given.
+    given = parse_spec(spec if isinstance(spec, str) else dataset.spec, "dataset")[1]
     if "split" in given:
         raise UsageError(
-            f"the dataset spec sets split={given['split']} and --splits chooses splits too; "
-            "give one"
+            f"the dataset spec sets split={given['split'].strip()} and --splits chooses splits "
+            "too; give one"
         )
     return [Replicate(split, dataset.with_split(split), split) for split in splits]
 

@@ -18,6 +18,9 @@ import numpy as np
 from probreg import files
 from probreg.errors import UsageError, shorten
 
+#: How errors name standard input (``-``).
+STDIN = "<stdin>"
+
 
 def _rows(handle) -> list[list[str]]:
     return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
@@ -34,6 +37,7 @@ def read_header_and_rows(
     stdin = streams and str(path) == "-"
     if not (stdin or (streams and files.kind_of(path) in files.STREAMS)):
         path = files.check_input_file(path, "CSV file")
+    path = STDIN if stdin else path
     try:
         if stdin:  # read through a wrapper that is detached, so sys.stdin stays open
             raw = getattr(sys.stdin, "buffer", None)
@@ -44,7 +48,6 @@ def read_header_and_rows(
                 table = _rows(handle)
             finally:
                 handle.detach()
-            path = "<stdin>"
         else:
             with open(path, newline="", encoding="utf-8-sig") as handle:
                 table = _rows(handle)
@@ -75,6 +78,7 @@ def read_columns(
     """The named columns as a ``(rows, len(columns))`` float array; every value finite.
     ``streams`` as in :func:`read_header_and_rows`."""
     header, rows = read_header_and_rows(path, streams)
+    path = STDIN if streams and str(path) == "-" else path
     missing = [name for name in columns if name not in header]
     if missing:
         raise UsageError(

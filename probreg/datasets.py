@@ -123,14 +123,15 @@ def input_rows(x: Any, shape: Sequence[int], dtype: Any = np.float64) -> np.ndar
             f"the model takes rows of {width} input value{'s' if width > 1 else ''} (shape "
             f"{shape}); got an array of shape {np.shape(x)}"
         )
-    bad = np.argwhere(~np.isfinite(rows))
-    if bad.size:
+    if not np.isfinite(rows).all():
+        row = np.argwhere(~np.isfinite(rows))[0][0]
         raise UsageError(
-            f"model input row {bad[0][0] + 1} holds a NaN or infinite value; inputs must be finite"
+            f"model input row {row + 1} holds a NaN or infinite value; inputs must be finite"
         )
-    if dtype != np.float64 and np.abs(rows).max(initial=0.0) > np.finfo(dtype).max:
+    rows = rows.reshape(len(rows), *shape).astype(dtype, copy=False)
+    if dtype != np.float64 and not np.isfinite(rows).all():
         raise UsageError(f"a model input is too large for {np.dtype(dtype).name}")
-    return rows.reshape(len(rows), *shape).astype(dtype, copy=False)
+    return rows
 
 
 def split_rows(

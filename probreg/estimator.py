@@ -198,11 +198,13 @@ class Regressor(RegressorMixin, BaseEstimator):
         """
         levels = _levels(q)
         names = [f"{y}_q{level:g}" for y in self.y_names_ for level in levels]
-        if _is_pandas(X) and len(set(names)) < len(names):  # a frame's columns must differ
-            raise EstimatorError(
-                f"quantile levels {q!r} name one DataFrame column twice (<y>_q<level:g>); give "
-                "levels that differ within 6 significant digits"
-            )
+        if _is_pandas(X):  # a frame's columns must differ, as probreg predict's do
+            from probreg.predict import level_names
+
+            try:
+                level_names(levels)
+            except UsageError as error:
+                raise EstimatorError(str(error)) from None
         distribution = self.predict_proba(X)
         values = np.stack([distribution.quantile(level) for level in levels], axis=-1)
         return self._table(X, values, names)
@@ -427,13 +429,14 @@ def _x_names(feature_names: np.ndarray | None, X: np.ndarray) -> list[str]:
 
 def _levels(q: float | Sequence[float]) -> list[float]:
     """``q`` (a level or a list of levels) as a list of floats, each strictly in (0, 1)."""
-    from probreg.predict import is_level
+    from probreg.params import is_flat_list
+    from probreg.predict import is_level, shown
 
     levels = [q] if isinstance(q, numbers.Real) else q
-    if isinstance(levels, str | bytes) or np.ndim(levels) != 1 or len(levels) == 0:
-        raise EstimatorError(f"q must be a level or a list of levels in (0, 1), not {q!r}")
+    if not is_flat_list(levels) or len(levels) == 0:
+        raise EstimatorError(f"q must be a level or a list of levels in (0, 1), not {shown(q)}")
     if not all(is_level(v) for v in levels):
-        raise EstimatorError(f"quantile levels must lie strictly between 0 and 1, not {q!r}")
+        raise EstimatorError(f"quantile levels must lie strictly between 0 and 1, not {shown(q)}")
     return [float(v) for v in levels]
 
 

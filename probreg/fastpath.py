@@ -22,6 +22,10 @@ def compiled_call(model) -> Callable[[np.ndarray], np.ndarray]:
     if backend == "tensorflow":
         import tensorflow as tf
 
+        from probreg.training import quiet_retracing_notice
+
+        quiet_retracing_notice()  # every model's call is traced anew, by design
+
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         traced = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         return lambda x: traced(np.asarray(x, np.float32)).numpy()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from probreg.errors import UsageError
@@ -190,3 +190,12 @@ def format_spec(name: str, params: Iterable[Param], options: Mapping[str, Any]) 
         if p.name in options and options[p.name] != p.default
     ]
     return f"{name}:{','.join(parts)}" if parts else name
+
+
+def is_flat_list(value: object) -> bool:
+    """Whether ``value`` is a list-like of items (a sequence or a 1-D array), not a string,
+    a number or an array of another rank; for one-line errors about list arguments."""
+    rank = getattr(value, "ndim", None)  # a numpy array (numpy is not imported here)
+    if rank is not None:
+        return rank == 1
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)

@@ -174,7 +174,7 @@ def load_plugins() -> None:
         dist_name = dist.metadata["Name"] if dist is not None else entry_point.value
         seen.add(_normalise(dist_name))
         if allowed is not None and _normalise(dist_name) not in allowed:
-            left_out[dist_name] = dist.version if dist is not None else ""
+            left_out[dist_name] = dist.version if dist is not None else "unknown"
             continue
         try:
             module = entry_point.load()

@@ -402,7 +402,7 @@ def score_run(run_dir: str | Path, x: np.ndarray, y: np.ndarray) -> dict[str, fl
     distribution = calibration.recalibrate(
         run.distribution(np.asarray(x, float)), load_map(run_dir)
     )
-    return evaluate(distribution, np.asarray(y, float).reshape(len(x), -1))
+    return evaluate(distribution, np.asarray(y, float).reshape(distribution.batch_size, -1))
 
 
 # --- compare ------------------------------------------------------------------------------

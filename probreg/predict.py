@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from probreg import csvfiles, files
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shorten
+from probreg.params import is_flat_list
 from probreg.samplers import Sampler
 
 
@@ -41,14 +42,14 @@ def param_columns(
 def level_names(quantiles: Sequence[float]) -> list[str]:
     """The column-name parts (``f"{q:g}"``) of quantile levels, or a one-line error for a level
     outside (0, 1) or two levels that would name one column."""
-    if isinstance(quantiles, str | bytes) or np.ndim(quantiles) != 1:
+    if not is_flat_list(quantiles):
         raise UsageError(
-            f"quantiles must be a list of levels, e.g. [0.05, 0.95], not {quantiles!r}"
+            f"quantiles must be a list of levels, e.g. [0.05, 0.95], not {shown(quantiles)}"
         )
     levels = list(quantiles)
     for q in levels:
         if not is_level(q):
-            raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {q!r}")
+            raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {shown(q)}")
     named = [f"{q:g}" for q in levels]  # the column names tell levels apart this finely
     for i, name in enumerate(named):
         if name in named[:i]:
@@ -57,6 +58,11 @@ def level_names(quantiles: Sequence[float]) -> list[str]:
                 f"the column <y>_q{name}; give levels that differ within 6 significant digits"
             )
     return named
+
+
+def shown(value: object) -> str:
+    """``value``'s repr on one short line, for an error message."""
+    return shorten(repr(value), 60)
 
 
 def is_level(q: object) -> bool:
@@ -96,7 +102,7 @@ def predict(
     from probreg.runs import load_run
 
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 0:
-        raise UsageError(f"--samples must be an integer of 0 or more, not {samples!r}")
+        raise UsageError(f"--samples must be an integer of 0 or more, not {shown(samples)}")
     check_seed(seed)
     names = level_names(quantiles)
     quantiles = [float(q) for q in quantiles]
@@ -112,7 +118,8 @@ def predict(
     if bad.size:
         raise UsageError(
             f"the model gives NaN or infinite outputs for input row {bad[0] + 1} of "
-            f"'{input_path}'; its values lie too far outside the training data"
+            f"'{csvfiles.STDIN if str(input_path) == '-' else input_path}'; its values lie too "
+            "far outside the training data"
         )
     model_distribution = run.predictor.distribution_of(outputs)
     distribution = calibration.recalibrate(model_distribution, postfit.load_map(run.path))

@@ -128,7 +128,7 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
             raise UsageError(
                 f"tune folder '{path}' holds the study '{shorten(earlier)}', not "
                 f"'{shorten(study)}'; rerun its command{again} to resume it, or use another "
-                f"--output, or --force to replace it"
+                f"--output (output=), or --force (force=True) to replace it"
             )
 
     def is_tune_folder() -> bool:
@@ -610,7 +610,9 @@ def tune(
         raise UsageError(f"unknown metric '{metric}'; allowed: {', '.join(OBJECTIVES)}")
     for option, value in (("--trials", trials), ("--workers", workers)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise UsageError(f"{option} must be an integer of at least 1, not {value!r}")
+            raise UsageError(
+                f"{option} must be an integer of at least 1, not {shorten(repr(value), 60)}"
+            )
     trials, workers = int(trials), int(workers)  # numpy integers do not serialise to JSON
     if workers > 1 and not (isinstance(dataset, str) and isinstance(head, str)):
         raise UsageError("workers > 1 needs the dataset and head as spec strings")
@@ -619,7 +621,8 @@ def tune(
     seeds, splits = check_replicates(seeds, splits)
     if study is not None and (not isinstance(study, str) or not study.strip()):
         raise UsageError(
-            f"--study {study!r} is not a name; give one, or leave it out for the default name"
+            f"--study {shorten(repr(study), 60)} is not a name; give one, or leave it out for "
+            "the default name"
         )
     # Check every spec before touching storage or folders.
     dataset_ = plugins.create("dataset", dataset)

@@ -199,6 +199,9 @@ def test_reading_standard_input_in_process_leaves_it_open(small_run, inputs, mon
     header, table = predict(small_run.run_dir, "-", os.devnull)
     assert header == ["x", "y_mean"] and table.shape == (3, 2)
     assert not stdin.closed and stdin.read() == ""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"id,z\n1,2\n")))
+    with pytest.raises(UsageError, match="CSV file '<stdin>' has no column 'x'"):
+        predict(small_run.run_dir, "-", os.devnull)
 
 
 def test_predict_into_a_pipe_that_closes_early_exits_quietly(small_run, tmp_path):
