@@ -174,6 +174,8 @@ class TuneConfig:
     timeout: float | None = None
     pruner: str = "median"
     heartbeat: int = HEARTBEAT
+    #: Whether ``storage`` is the tune folder's own SQLite file (``--force`` then replaces it).
+    own_storage: bool = False
 
 
 @dataclasses.dataclass
@@ -267,10 +269,15 @@ class _Search:
                 what = f"{','.join(sorted(old - new))}, not {','.join(sorted(new - old))}"
             else:
                 what = f"{theirs!r}, not {value!r}"
+            afresh = (  # --force replaces the tune folder, not a study in a database
+                "or --force (force=True) to start afresh"
+                if self.config.own_storage
+                else "or delete that study from the storage (optuna delete-study)"
+            )
             raise UsageError(
                 f"study '{self.config.study}' in {self.storage.shown} searches another "
-                f"problem: its {key} is {what}; use the same options, another --study, or "
-                "--force to start afresh"
+                f"problem: its {key} is {what}; use the same options, another --study "
+                f"(study=), {afresh}"
             )
 
     # -- one trial -------------------------------------------------------------------------
@@ -638,7 +645,8 @@ def tune(
     if write:
         given = files.given_output(output)
         tune_dir, _ = open_tune_dir(Path(given or Path("tunes") / name), force, name)
-    if storage is None:
+    own_storage = storage is None
+    if own_storage:
         if tune_dir is None:
             raise UsageError("write=False needs a storage URL")
         storage = f"sqlite:///{(tune_dir / STUDY_FILE).resolve()}"
@@ -657,6 +665,7 @@ def tune(
         timeout=timeout,
         pruner=pruner,
         heartbeat=heartbeat,
+        own_storage=own_storage,
     )
     shown = hide_password(storage)
     search = _Search(config, opened, say, worker_id())

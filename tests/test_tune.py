@@ -591,3 +591,29 @@ def test_a_search_whose_every_trial_fails_stops(tmp_path, monkeypatch):
     assert result.summary["trials"]["failed"] == tuning.FAILURES_IN_A_ROW
     assert f"Stopping: {in_a_row} (the last: RuntimeError: every configuration breaks)" in said
     assert not (tmp_path / "t" / "history.png").exists()
+
+
+def test_a_study_name_reused_for_another_problem_is_refused(tmp_path, monkeypatch):
+    from probreg import tuning
+
+    def objective(self, trial):  # no training: the refusal comes before any trial
+        trial.set_user_attr("spec", SMALL_HEAD)
+        return 1.0
+
+    monkeypatch.setattr(tuning._Search, "objective", objective)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = {"trials": 1, "epochs": 1, "write": False, "storage": storage, "study": "s"}
+    tuning.tune(SMALL_DATA, SMALL_HEAD, quiet=True, **common)
+    with pytest.raises(UsageError) as refused:
+        tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", quiet=True, **common)
+    assert str(refused.value) == (
+        f"study 's' in {storage} searches another problem: its metric is 'nll', not 'crps'; "
+        "use the same options, another --study (study=), or delete that study from the "
+        "storage (optuna delete-study)"
+    )
+    # In the tune folder's own storage, --force replaces the folder and so the study.
+    folder = {"trials": 1, "epochs": 1, "output": tmp_path / "t", "study": "s", "quiet": True}
+    tuning.tune(SMALL_DATA, SMALL_HEAD, **folder)
+    with pytest.raises(UsageError, match=r"or --force \(force=True\) to start afresh$"):
+        tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", **folder)
+    assert tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", force=True, **folder).best_value
