@@ -22,8 +22,9 @@ from probreg import __version__, files, plugins, rundir
 from probreg.datasets import Data, Dataset
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
-from probreg.errors import ProbregError, TrainingError, UsageError, shorten
+from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
 from probreg.heads import Head
+from probreg.params import is_integer
 from probreg.runs import Predictor
 from probreg.samplers import Sampler
 
@@ -289,8 +290,8 @@ def run(
 def check_seed(seed: int, what: str = "seed") -> int:
     """``seed`` as a Python int, or a one-line error unless it is an integer from 0 to
     :data:`MAX_SEED` (numpy integers are accepted; they do not serialise to JSON)."""
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise UsageError(f"{what} {shorten(repr(seed), 40)} is not an integer from 0 to {MAX_SEED}")
+    if not is_integer(seed):
+        raise UsageError(f"{what} {shown(seed, 40)} is not an integer from 0 to {MAX_SEED}")
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"{what} {seed} is out of range: use 0 to {MAX_SEED}")
     return int(seed)

@@ -37,7 +37,7 @@ from probreg.api import (
 )
 from probreg.datasets import Dataset
 from probreg.distributed import Layout
-from probreg.errors import TrainingError, UsageError, shorten
+from probreg.errors import TrainingError, UsageError, shorten, shown
 from probreg.heads import Head
 from probreg.metrics import COLUMNS, METRICS, MULTIVARIATE
 from probreg.params import is_flat_list, parse_spec
@@ -124,8 +124,9 @@ def check_replicates(
             checked.append(None)
             continue
         if not is_flat_list(values):
-            shown = shorten(repr(values), 60)
-            raise UsageError(f"{option} must be a list of integers, e.g. [0, 1, 2], not {shown}")
+            raise UsageError(
+                f"{option} must be a list of integers, e.g. [0, 1, 2], not {shown(values)}"
+            )
         if len(values) == 0:
             raise UsageError(f"{option} is empty; give at least one")
         numbers = [check_seed(value, item) for value in values]
@@ -136,11 +137,15 @@ def check_replicates(
 
 
 def replicates(
-    spec: str | Dataset, dataset: Dataset, seeds: Sequence[int], splits: Sequence[int] | None
+    dataset: Dataset,
+    seeds: Sequence[int],
+    splits: Sequence[int] | None,
+    spec: str | Dataset | None = None,
 ) -> list[Replicate]:
     """Seeds, or (for datasets with splits, :meth:`Dataset.n_splits`) splits with seed = split
     index; ``seeds`` and ``splits`` as :func:`check_replicates` returns them. ``spec`` is the
-    dataset as given: a spec that names a ``split`` and ``splits`` together are refused."""
+    dataset as the user gave it (default: ``dataset``): one that names a ``split`` and
+    ``splits`` together are refused."""
     if splits is None:
         return [Replicate(seed, dataset) for seed in seeds]
     if dataset.n_splits() is None:
@@ -201,7 +206,7 @@ def compare(
     overrides = {} if epochs is None else {"epochs": epochs}
     head_objects = [plugins.create("head", head, **overrides) for head in base_heads]
     sampler_ = plugins.create("sampler", sampler)
-    reps = replicates(dataset, base_dataset, seeds, splits)
+    reps = replicates(base_dataset, seeds, splits, spec=dataset)
     target = files.given_output(output) or _default_dir(base_dataset)
     if write:
         rundir.check_target(Path(target), force)  # refuse early; claimed again below

@@ -22,6 +22,11 @@ from probreg.errors import UsageError, shorten
 STDIN = "<stdin>"
 
 
+def source_name(path: str | os.PathLike, streams: bool = True) -> str:
+    """How errors name ``path``: :data:`STDIN` for ``-`` read as a stream."""
+    return STDIN if streams and str(path) == "-" else str(path)
+
+
 def _rows(handle) -> list[list[str]]:
     return [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
 
@@ -37,7 +42,7 @@ def read_header_and_rows(
     stdin = streams and str(path) == "-"
     if not (stdin or (streams and files.kind_of(path) in files.STREAMS)):
         path = files.check_input_file(path, "CSV file")
-    path = STDIN if stdin else path
+    path = source_name(path, streams)
     try:
         if stdin:  # read through a wrapper that is detached, so sys.stdin stays open
             raw = getattr(sys.stdin, "buffer", None)
@@ -78,7 +83,7 @@ def read_columns(
     """The named columns as a ``(rows, len(columns))`` float array; every value finite.
     ``streams`` as in :func:`read_header_and_rows`."""
     header, rows = read_header_and_rows(path, streams)
-    path = STDIN if streams and str(path) == "-" else path
+    path = source_name(path, streams)
     missing = [name for name in columns if name not in header]
     if missing:
         raise UsageError(

@@ -34,3 +34,8 @@ def shorten(value: object, limit: int = 120) -> str:
     """
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value``'s repr on one short line: how an error quotes an argument it refuses."""
+    return shorten(repr(value), limit)

@@ -31,7 +31,8 @@ from sklearn.utils.validation import (
 
 from probreg import plugins
 from probreg.distributions import Distribution
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shown
+from probreg.params import is_flat_list, is_integer
 
 #: Training options that may be given as estimator parameters; ``None`` keeps the head's own.
 TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience")
@@ -226,11 +227,7 @@ class Regressor(RegressorMixin, BaseEstimator):
     def sample(self, X: Any, n_samples: int = 1, random_state: Any = None):
         """``n_samples`` draws per row from the sampler: ``(n, n_samples)`` for a 1-D target,
         else ``(n, n_samples, d)``; pandas input gives columns ``<y>_sample_<i>``."""
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, numbers.Integral)
-            or n_samples < 1
-        ):
+        if not is_integer(n_samples) or n_samples < 1:
             raise EstimatorError(f"n_samples must be a positive integer, not {n_samples!r}")
         distribution = self.predict_proba(X)
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
@@ -429,8 +426,7 @@ def _x_names(feature_names: np.ndarray | None, X: np.ndarray) -> list[str]:
 
 def _levels(q: float | Sequence[float]) -> list[float]:
     """``q`` (a level or a list of levels) as a list of floats, each strictly in (0, 1)."""
-    from probreg.params import is_flat_list
-    from probreg.predict import is_level, shown
+    from probreg.predict import is_level
 
     levels = [q] if isinstance(q, numbers.Real) else q
     if not is_flat_list(levels) or len(levels) == 0:

@@ -9,6 +9,7 @@ through it whether it was just trained or loaded from disk.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -21,8 +22,6 @@ def compiled_call(model) -> Callable[[np.ndarray], np.ndarray]:
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
-
-        from probreg.training import quiet_retracing_notice
 
         quiet_retracing_notice()  # every model's call is traced anew, by design
 
@@ -43,3 +42,23 @@ def compiled_call(model) -> Callable[[np.ndarray], np.ndarray]:
 
         return call
     return lambda x: keras.ops.convert_to_numpy(model(np.asarray(x, np.float32), training=False))
+
+
+class _NoRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" notice. Every model gets its own
+    traced functions, by design; a process that trains many (``compare``, ``tune``, a loop of
+    :func:`probreg.run`) printed the notice for each model after the fifth."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_notice() -> None:
+    """On TensorFlow, filter the retracing notice out of the ``tensorflow`` logger (once)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(item, _NoRetracingNotice) for item in logger.filters):
+        logger.addFilter(_NoRetracingNotice())

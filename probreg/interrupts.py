@@ -43,6 +43,16 @@ def take_pending() -> bool:
     return True
 
 
+def __getattr__(name: str) -> object:
+    """The earlier names, for code written against them: ``dropped`` reads :data:`pending`
+    and ``take_dropped`` is :func:`take_pending` (every lost stop now counts as pending)."""
+    if name == "dropped":
+        return pending
+    if name == "take_dropped":
+        return take_pending
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 UnraisableHook = Callable[["sys.UnraisableHookArgs"], object]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -190,6 +191,11 @@ def format_spec(name: str, params: Iterable[Param], options: Mapping[str, Any]) 
         if p.name in options and options[p.name] != p.default
     ]
     return f"{name}:{','.join(parts)}" if parts else name
+
+
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is an integer (numpy's too), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def is_flat_list(value: object) -> bool:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from probreg import csvfiles, files
-from probreg.errors import UsageError, shorten
-from probreg.params import is_flat_list
+from probreg.errors import UsageError, shown
+from probreg.params import is_flat_list, is_integer
 from probreg.samplers import Sampler
 
 
@@ -60,11 +60,6 @@ def level_names(quantiles: Sequence[float]) -> list[str]:
     return named
 
 
-def shown(value: object) -> str:
-    """``value``'s repr on one short line, for an error message."""
-    return shorten(repr(value), 60)
-
-
 def is_level(q: object) -> bool:
     """Whether ``q`` is a real number strictly between 0 and 1 (not a bool)."""
     return isinstance(q, numbers.Real) and not isinstance(q, bool) and 0.0 < q < 1.0
@@ -101,7 +96,7 @@ def predict(
     from probreg.api import check_seed
     from probreg.runs import load_run
 
-    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 0:
+    if not is_integer(samples) or samples < 0:
         raise UsageError(f"--samples must be an integer of 0 or more, not {shown(samples)}")
     check_seed(seed)
     names = level_names(quantiles)
@@ -118,8 +113,8 @@ def predict(
     if bad.size:
         raise UsageError(
             f"the model gives NaN or infinite outputs for input row {bad[0] + 1} of "
-            f"'{csvfiles.STDIN if str(input_path) == '-' else input_path}'; its values lie too "
-            "far outside the training data"
+            f"'{csvfiles.source_name(input_path)}'; its values lie too far outside the training "
+            "data"
         )
     model_distribution = run.predictor.distribution_of(outputs)
     distribution = calibration.recalibrate(model_distribution, postfit.load_map(run.path))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 
 from probreg import interrupts
 from probreg.errors import TrainingError
+from probreg.fastpath import quiet_retracing_notice
 from probreg.heads import TrainingConfig
 from probreg.optimizers import AdamWithWarmEMA
 
@@ -312,24 +312,6 @@ def share_compilations() -> str | None:
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
     return jax.config.jax_compilation_cache_dir
-
-
-class _NoRetracingNotice(logging.Filter):
-    """Drops TensorFlow's "triggered tf.function retracing" notice. Every model gets its own
-    traced functions, by design; a process that trains many (``compare``, ``tune``, a loop of
-    :func:`probreg.run`) printed the notice for each model after the fifth."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
-def quiet_retracing_notice() -> None:
-    """On TensorFlow, filter the retracing notice out of the ``tensorflow`` logger (once)."""
-    if keras.backend.backend() != "tensorflow":
-        return
-    logger = logging.getLogger("tensorflow")
-    if not any(isinstance(item, _NoRetracingNotice) for item in logger.filters):
-        logger.addFilter(_NoRetracingNotice())
 
 
 def uses_xla(config: TrainingConfig, steps_per_epoch: int) -> bool:

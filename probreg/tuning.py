@@ -38,8 +38,8 @@ import numpy as np
 
 from probreg import files, interrupts, plugins
 from probreg.api import Echo, silent, to_stderr
-from probreg.errors import ProbregError, TrainingError, UsageError, shorten
-from probreg.params import parse_spec
+from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
+from probreg.params import is_integer, parse_spec
 from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, clock, summarize, write_outputs
 from probreg.tune_space import Dimension, Space, build_space, default_dimension, parse_space
 from probreg.tune_storage import HEARTBEAT, Storage, hide_password, open_storage
@@ -223,7 +223,7 @@ class _Search:
         overrides = {} if config.epochs is None else {"epochs": config.epochs}
         self.head = plugins.create("head", config.head, **overrides)
         self.space = build_space(config.head, config.space, config.epochs)
-        self.replicates = replicates(config.dataset, self.dataset, config.seeds, config.splits)
+        self.replicates = replicates(self.dataset, config.seeds, config.splits, spec=config.dataset)
         self._data: dict[int, Any] = {}
         #: Called before each trial is claimed (to notice dead worker processes).
         self.watch: Callable[[], None] | None = None
@@ -616,10 +616,8 @@ def tune(
     if metric not in OBJECTIVES:
         raise UsageError(f"unknown metric '{metric}'; allowed: {', '.join(OBJECTIVES)}")
     for option, value in (("--trials", trials), ("--workers", workers)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise UsageError(
-                f"{option} must be an integer of at least 1, not {shorten(repr(value), 60)}"
-            )
+        if not is_integer(value) or value < 1:
+            raise UsageError(f"{option} must be an integer of at least 1, not {shown(value)}")
     trials, workers = int(trials), int(workers)  # numpy integers do not serialise to JSON
     if workers > 1 and not (isinstance(dataset, str) and isinstance(head, str)):
         raise UsageError("workers > 1 needs the dataset and head as spec strings")
@@ -628,8 +626,7 @@ def tune(
     seeds, splits = check_replicates(seeds, splits)
     if study is not None and (not isinstance(study, str) or not study.strip()):
         raise UsageError(
-            f"--study {shorten(repr(study), 60)} is not a name; give one, or leave it out for "
-            "the default name"
+            f"--study {shown(study)} is not a name; give one, or leave it out for the default name"
         )
     # Check every spec before touching storage or folders.
     dataset_ = plugins.create("dataset", dataset)
@@ -637,7 +634,7 @@ def tune(
     head_ = plugins.create("head", head, **overrides)
     space_ = build_space(head, space, epochs)
     _pruner(pruner, None)
-    replicates(dataset, dataset_, seeds, splits)  # its refusals before any folder or storage
+    replicates(dataset_, seeds, splits, spec=dataset)  # its refusals before any folder or storage
     name = study or default_study_name(dataset_.spec, head_.spec, metric)
     # A database named by the user is checked before any folder is made.
     opened = None if storage is None else open_storage(storage, heartbeat)
@@ -667,7 +664,7 @@ def tune(
         heartbeat=heartbeat,
         own_storage=own_storage,
     )
-    shown = hide_password(storage)
+    storage_shown = hide_password(storage)
     search = _Search(config, opened, say, worker_id())
     before = search.counts()
     say(
@@ -677,7 +674,7 @@ def tune(
     )
     say(f"  space: {space_.describe()}")
     say(
-        f"  study '{name}' in {shown}"
+        f"  study '{name}' in {storage_shown}"
         + (f" (resuming: {before['finished']} trials finished)" if before["finished"] else "")
     )
     start = time.monotonic()
@@ -692,7 +689,7 @@ def tune(
     interrupted = children.wait(interrupted) or interrupted
     seconds = time.monotonic() - start
     summary = summarize(search, seconds, command or _command(config, workers))
-    summary["storage"] = shown
+    summary["storage"] = storage_shown
     if tune_dir is not None:
         write_outputs(tune_dir, search, summary)
         say(f"Wrote {tune_dir / 'report.html'}")

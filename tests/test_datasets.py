@@ -191,6 +191,11 @@ def test_a_split_in_the_spec_and_splits_to_run_are_refused_together(uci_folder, 
         f"uci:path={uci_folder}", "mlp:hidden=8,epochs=1", splits=[1], write=False
     )
     assert [run["replicate"] for run in result.runs] == ["split 1"]
+    # The earlier positional call, without the spec as given, still works.
+    from probreg.comparison import replicates
+
+    dataset = plugins.create("dataset", f"uci:path={uci_folder}")
+    assert [rep.name for rep in replicates(dataset, [0], [2, 1])] == ["split 2", "split 1"]
 
 
 def test_uci_compare_over_splits_reports_published_numbers(uci_folder, tmp_path):

@@ -359,6 +359,16 @@ def test_a_stop_training_acted_on_does_not_stop_the_next_training():
     assert interrupts.pending == 0
 
 
+def test_the_earlier_names_of_the_pending_stop_count_still_work(monkeypatch):
+    """``interrupts.dropped`` and ``take_dropped`` (one stop old) read the pending count."""
+    from probreg import interrupts
+
+    monkeypatch.setattr(interrupts, "pending", 2)
+    assert interrupts.dropped == 2
+    assert interrupts.take_dropped() is True and interrupts.pending == 0
+    assert interrupts.dropped == 0 and interrupts.take_dropped() is False
+
+
 def test_many_trainings_in_one_process_print_no_retracing_notices():
     """TensorFlow warned "triggered tf.function retracing" for every model after the fifth in
     a process (compare, tune, a loop of runs): each model's own traces, by design."""
