@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import inspect
 import os
 import platform
 import sys
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probreg import __version__, files, plugins, rundir
-from probreg.datasets import Data, Dataset
+from probreg.datasets import Data, Dataset, exact_log_density
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
 from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
@@ -137,6 +138,11 @@ def train_head(
     layout = layout or distributed.SINGLE
     # A custom trunk (Keras layer or model, or a function building one) goes to the head.
     build_extra = {} if trunk is None else {"trunk": trunk}
+    if trunk is not None and not takes_trunk(head):
+        raise UsageError(
+            f"head '{head.name}' builds its whole model itself and takes no trunk; give the "
+            "trunk to a family head such as mdn"
+        )
     keras.utils.set_random_seed(seed)
     x_scaling, y_scaling = fit_scalings(data)
     x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
@@ -236,6 +242,7 @@ def run(
     or model, or a function returning one) replaces a family head's dense trunk.
     """
     from probreg import postfit
+    from probreg.conformal import held_out
 
     say = echo or (silent if quiet else to_stderr)
     seed = check_seed(seed)
@@ -244,19 +251,26 @@ def run(
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
     if layout is not None and not layout.is_main:
         write, say = False, silent
-    target = files.given_output(output) or default_run_dir(dataset_.spec, head_.spec)
+    given = files.given_output(output)
+    target = given or default_run_dir(dataset_.spec, head_.spec)
     if write:
-        rundir.check_target(Path(target), force)  # refuse early; claimed again below
+        rundir.check_target(Path(target), force, kind="run")  # refuse early
     say(f"Loading dataset {dataset_.spec} (seed {seed})")
     data = dataset_.load(seed)
     check_plan(data, head_, say)  # every input error comes before the output folder
     postfit.check(calibrating, data)
     # The run is built in a staging folder beside the output and swapped in when it is done.
-    claim = rundir.claim(target, force=force, kind="run") if write else contextlib.nullcontext()
+    claim = (
+        rundir.claim(target, force=force, kind="run", unique=not given)
+        if write
+        else contextlib.nullcontext()
+    )
     with claim as claimed:
+        held = 0 if conformal is None else held_out(conformal, len(data.x_train))
+        aside = f", {held} held out for conformal calibration" if held else ""
         say(
-            f"Training {head_.spec} on {len(data.x_train)} rows "
-            f"({len(data.x_val)} validation, {len(data.x_test)} test)"
+            f"Training {head_.spec} on {len(data.x_train) - held} rows "
+            f"({len(data.x_val)} validation, {len(data.x_test)} test{aside})"
         )
         staging = claimed.staging if claimed is not None else None
         try:
@@ -280,11 +294,46 @@ def run(
                 raise TrainingError(f"{error}; '{target}' was left as it was") from None
             claimed.commit("diverged")  # a folder that says what happened
             raise
+        warning = below_bayes_limit(result)
+        if warning:
+            say(warning)
         if claimed is not None:
             claimed.commit()
-            result.run_dir = Path(target)
+            target = Path(target).with_name(claimed.path.name)  # a generated name may move on
+            result.run_dir = target
             say(f"Wrote {target}")
     return result
+
+
+def below_bayes_limit(result: RunResult) -> str | None:
+    """A warning when the test NLL is clearly below the dataset's exact Bayes limit.
+
+    No model beats the exact density in expectation, so a gap below zero by more than 0.01
+    nats and four standard errors of the per-row differences means the dataset's
+    ``log_density`` is wrong. A log-mass and a log-density are not compared."""
+    gap, data = result.metrics.get("bayes_gap"), result.data
+    if gap is None or gap >= -0.01:
+        return None
+    if bool(getattr(data.log_density, "discrete", False)) != bool(
+        getattr(result.distribution, "discrete", False)
+    ):
+        return None
+    exact = exact_log_density(data.log_density, data.x_test, data.y_test)
+    differences = exact - result.distribution.log_prob(data.y_test)
+    error = float(np.std(differences) / np.sqrt(len(differences)))
+    if gap >= -4 * error:
+        return None
+    return (
+        f"Warning: the test NLL is {-gap:.4f} nats below the dataset's exact Bayes limit "
+        f"({-gap / max(error, 1e-12):.0f} standard errors); no model can beat the exact "
+        "density, so the dataset's log_density is probably wrong"
+    )
+
+
+def takes_trunk(head: Head) -> bool:
+    """Whether ``head.build`` accepts ``trunk=`` (family heads do; whole-contract heads may not)."""
+    parameters = inspect.signature(head.build).parameters.values()
+    return any(p.name == "trunk" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def check_seed(seed: int, what: str = "seed") -> int:
@@ -311,12 +360,16 @@ def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
         note = f"input column '{shorten(name, 60)}' is constant in the training rows"
         say(f"Note: {note}; the model sees it as 0")
     check_integer_targets(data, head, say)
+    if data.log_density is not None:  # a broken exact density fails now, not after training
+        exact_log_density(data.log_density, data.x_test[:5], data.y_test[:5])
     config = head.training()
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if isinstance(value, float) and not np.isfinite(np.float32(value)):
+    numbers = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for name, value in {**head.options, **numbers}.items():  # the family's too (scale_floor)
+        with np.errstate(over="ignore"):
+            fits = not isinstance(value, float) or np.isfinite(np.float32(value))
+        if not fits:
             raise UsageError(
-                f"invalid head '{head.name}' parameter '{field.name}': {value:g} does not fit "
+                f"invalid head '{head.name}' parameter '{name}': {value:g} does not fit "
                 f"in float32 (largest {float(np.finfo(np.float32).max):.3g})"
             )
     try:
@@ -470,7 +523,7 @@ def save_run(
 ) -> None:
     """Write the model, config, history and pictures, then ``metrics.json`` last."""
     from probreg import plots
-    from probreg.runs import plugin_record
+    from probreg.runs import family_record, plugin_record
 
     predictor = result.predictor
     data = result.data
@@ -478,6 +531,7 @@ def save_run(
         "dataset": plugin_record(dataset),
         "head": plugin_record(head),
         "sampler": plugin_record(sampler),
+        **family_record(head),
         "seed": seed,
         "x_names": list(data.x_names),
         "y_names": list(data.y_names),

@@ -148,6 +148,10 @@ def _mute_native_stderr() -> None:
         faulthandler.enable(file=sys.stderr)
 
 
+#: click 8.2+ raises this for a bare group; older click prints the help itself.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one ``Error:`` line and a non-zero exit code."""
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and XLA notices) hides the useful
@@ -162,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except ProbregError as error:
         _fail(str(error), error.exit_code)
+    except _NO_ARGS_IS_HELP as error:  # bare `probreg`: the help, as is
+        click.echo(error.ctx.get_help() if error.ctx else error.format_message(), err=True)
+        sys.exit(error.exit_code)
     except click.ClickException as error:
         _fail(error.format_message(), error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -169,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except SystemExit as error:  # commands return their code: this came from plugin code
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click met a closed stdout
+            sys.stdout = getattr(sys.stdout, "wrapped", sys.stdout)  # for a later main([...])
+            _drop_stdout()
+            sys.exit(141)
         _fail(
             f"plugin code called sys.exit({shorten(error.code, 40)}) while the command ran; "
             "the command did not finish",
@@ -482,6 +493,11 @@ def best_line(metric: str, summary: dict) -> str:
     if default and default["number"] == best["number"]:
         # A default outside the space (a weight decay of 0) ran as the space's nearest value.
         return line + " (the head's defaults won; the spec below is how that trial ran)"
+    if default and default["value"] < best["value"]:  # a baseline outside the space won
+        return (
+            f"the head's defaults beat every trial: validation {metric} {default['value']:.4f} "
+            f"against {best['value']:.4f} for the best trial; keep the defaults"
+        )
     if default:
         return line + f" (the head's defaults: {default['value']:.4f})"
     return line
@@ -611,8 +627,8 @@ def tune(
     lines = [
         f"{counts['finished']} of {trials} trials finished ({counts['complete']} complete, "
         f"{counts['pruned']} pruned; {counts['failed']} failed); "
-        f"{pruning['training_seconds']:.0f} s of training, of which this run "
-        f"{summary['seconds']:.0f} s; pruning saved about "
+        f"{pruning['training_seconds']:.0f} s of training over all its trials, this run "
+        f"{summary['seconds']:.0f} s from start to end; pruning saved about "
         f"{pruning['saved_seconds']:.0f} s ({100 * pruning['saved_fraction']:.0f}%)"
     ]
     if result.best_spec is not None:

@@ -28,6 +28,7 @@ from probreg import files, interrupts, plugins, rundir
 from probreg.api import (
     Echo,
     RunResult,
+    below_bayes_limit,
     check_plan,
     check_seed,
     fit_and_score,
@@ -207,15 +208,16 @@ def compare(
     head_objects = [plugins.create("head", head, **overrides) for head in base_heads]
     sampler_ = plugins.create("sampler", sampler)
     reps = replicates(base_dataset, seeds, splits, spec=dataset)
-    target = files.given_output(output) or _default_dir(base_dataset)
+    given = files.given_output(output)
+    target = given or _default_dir(base_dataset)
     if write:
-        rundir.check_target(Path(target), force)  # refuse early; claimed again below
+        rundir.check_target(Path(target), force, kind="compare")  # refuse early
     say(f"Loading dataset {reps[0].dataset.spec} ({reps[0].name})")
     first = reps[0].dataset.load(reps[0].seed)
     for index, head in enumerate(head_objects):  # input errors come before the output folder
         check_plan(first, head, say if index == 0 else silent)
     postfit.check(calibrating, first)
-    claim = rundir.claim(target, force=force, kind="compare") if write else None
+    claim = rundir.claim(target, force=force, kind="compare", unique=not given) if write else None
     with claim or contextlib.nullcontext() as claimed:
         staging = None if claimed is None else claimed.staging
         options = {
@@ -255,8 +257,8 @@ def compare(
                 + postfit.report_sections(runs),
             )
             claimed.commit()
-            comparison.report_dir = Path(target)
-            say(f"Wrote {Path(target) / 'report.html'}")
+            comparison.report_dir = Path(target).with_name(claimed.path.name)
+            say(f"Wrote {comparison.report_dir / 'report.html'}")
     return comparison
 
 
@@ -304,6 +306,9 @@ def _train_all(
                 result = fit_and_score(
                     rep.dataset, head, sampler, data, rep.seed, run_dir, **options
                 )
+                warning = below_bayes_limit(result)
+                if warning:
+                    say(f"{label} ({rep.name}): {warning}")
             except KeyboardInterrupt:  # stopped before its first epoch ended: no model
                 interrupts.take_pending()  # acted on here
                 if not runs:

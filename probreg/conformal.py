@@ -186,6 +186,11 @@ def region_table(pieces: list[np.ndarray]) -> np.ndarray:
     return table
 
 
+def held_out(fraction: float, rows: int) -> int:
+    """How many of ``rows`` training rows :func:`carve` sets aside for ``fraction``."""
+    return round(fraction * rows)
+
+
 def carve(data: Any, fraction: float, seed: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """Split ``fraction`` of the training rows off for calibration: ``(data without them,
     x_cal, y_cal)``. The rows are chosen at random with ``seed``."""
@@ -194,7 +199,7 @@ def carve(data: Any, fraction: float, seed: int) -> tuple[Any, np.ndarray, np.nd
             f"the calibration fraction must lie strictly between 0 and 1, not {fraction}"
         )
     n = len(data.x_train)
-    count = round(fraction * n)
+    count = held_out(fraction, n)
     if count < 1 or n - count < 2:
         raise UsageError(f"cannot carve {fraction:g} of {n} training rows into a calibration part")
     order = np.random.default_rng([seed, 0xC0F]).permutation(n)

@@ -112,12 +112,20 @@ def read_columns(
     return values
 
 
+def number_text(value: float) -> str:
+    """The shortest text that reads back as the same float (no digit lost), with whole numbers
+    as integers: ``3``, ``1700000000.25``, ``1e-05``."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def format_table(header: Sequence[str], columns: np.ndarray) -> str:
     """``columns`` (rows, len(header)) as CSV text with a header line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([f"{v:.9g}" for v in row] for row in np.asarray(columns, np.float64))
+    for row in np.asarray(columns, np.float64):  # row by row: no whole table of Python floats
+        writer.writerow(map(number_text, row.tolist()))
     return buffer.getvalue()
 
 

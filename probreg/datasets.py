@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from probreg.errors import UsageError
+from probreg.errors import PluginError, UsageError
 from probreg.params import Param
 from probreg.plugin import Plugin
 
@@ -18,6 +18,11 @@ from probreg.plugin import Plugin
 LogDensity = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 MIN_TRAIN_ROWS = 3
+
+
+class DataError(PluginError, ValueError):
+    """A dataset plugin built inconsistent :class:`Data` (a one-line error, and a
+    ``ValueError`` as before)."""
 
 
 @dataclasses.dataclass
@@ -53,9 +58,16 @@ class Data:
                     value = value[:, None]
                 setattr(self, attr, value)
             if len(getattr(self, f"x_{part}")) != len(getattr(self, f"y_{part}")):
-                raise ValueError(f"x_{part} and y_{part} have different numbers of rows")
+                raise DataError(
+                    f"dataset gave x_{part} and y_{part} with different numbers of rows "
+                    f"({len(getattr(self, f'x_{part}'))} and {len(getattr(self, f'y_{part}'))})"
+                )
         if self.x_train.shape[1] != len(self.x_names) or self.y_train.shape[1] != len(self.y_names):
-            raise ValueError("x_names / y_names do not match the number of columns")
+            raise DataError(
+                f"dataset gave {len(self.x_names)} x_names for {self.x_train.shape[1]} input "
+                f"columns and {len(self.y_names)} y_names for {self.y_train.shape[1]} target "
+                "columns; they must match"
+            )
         if len(self.x_train) < MIN_TRAIN_ROWS or len(self.x_val) < 1 or len(self.x_test) < 1:
             raise UsageError(
                 f"too few rows to split: {len(self.x_train)} training, {len(self.x_val)} "
@@ -132,6 +144,19 @@ def input_rows(x: Any, shape: Sequence[int], dtype: Any = np.float64) -> np.ndar
     if dtype != np.float64 and not np.isfinite(rows).all():
         raise UsageError(f"a model input is too large for {np.dtype(dtype).name}")
     return rows
+
+
+def exact_log_density(log_density: LogDensity, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``log_density(x, y)`` for ``m`` rows, checked to be one value per row, shape ``(m,)``;
+    a dataset plugin that returns another shape gets a one-line error instead of a
+    silently broadcast Bayes limit."""
+    values = np.asarray(log_density(x, y), dtype=np.float64)
+    if values.shape != (len(x),):
+        raise PluginError(
+            f"the dataset's log_density returned shape {values.shape} for {len(x)} rows; it "
+            f"must return one log-density per row, shape ({len(x)},)"
+        )
+    return values
 
 
 def split_rows(

@@ -167,8 +167,9 @@ def plan(config, rows: np.ndarray, val_rows: np.ndarray, layout: Layout):
     """Training recipe and rows for this process in a parallel layout.
 
     ``batch_size`` stays the global batch: each process takes ``batch_size / process_count``
-    rows per step from its own shard. On JAX every batch must split evenly over the devices,
-    so batch sizes are rounded down to a multiple of the local device count and the rows to a
+    rows per step from its own shard. Every batch must split evenly over the devices (JAX
+    requires it, and TensorFlow's MirroredStrategy fails on a last batch that does not), so
+    batch sizes are rounded down to a multiple of the local device count and the rows to a
     multiple of the batch (the rest of each shard is left out, the same on every process).
     """
     import keras
@@ -181,19 +182,18 @@ def plan(config, rows: np.ndarray, val_rows: np.ndarray, layout: Layout):
         # Keras turns XLA off under tf.distribute, and its multi-step loop fails with
         # MirroredStrategy ("You must feed a value for placeholder tensor"): one step per call.
         changes.update(jit_compile=False, steps_per_execution=1)
-    if backend == "jax":
-        batch -= batch % layout.devices
-        changes["batch_size"] = batch
-        rows = rows[: max(batch, len(rows) - len(rows) % batch)]
-        keep = len(val_rows) - len(val_rows) % (min(batch, len(val_rows)) or 1)
-        keep -= keep % layout.devices
-        if len(rows) < batch or keep < layout.devices:
-            raise UsageError(
-                f"too few rows for {layout.process_count} process(es) x {layout.devices} "
-                f"device(s) at batch size {config.batch_size}"
-            )
-        val_rows = val_rows[:keep]
-        changes["validation_batch_size"] = min(batch, keep)
+    batch -= batch % layout.devices
+    changes["batch_size"] = batch
+    rows = rows[: max(batch, len(rows) - len(rows) % batch)]
+    keep = len(val_rows) - len(val_rows) % (min(batch, len(val_rows)) or 1)
+    keep -= keep % layout.devices
+    if len(rows) < batch or keep < layout.devices:
+        raise UsageError(
+            f"too few rows for {layout.process_count} process(es) x {layout.devices} "
+            f"device(s) at batch size {config.batch_size}"
+        )
+    val_rows = val_rows[:keep]
+    changes["validation_batch_size"] = min(batch, keep)
     return dataclasses.replace(config, **changes), rows, val_rows
 
 

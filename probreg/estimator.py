@@ -198,14 +198,16 @@ class Regressor(RegressorMixin, BaseEstimator):
         Pandas input gives a DataFrame with columns ``<y>_q<level>``.
         """
         levels = _levels(q)
-        names = [f"{y}_q{level:g}" for y in self.y_names_ for level in levels]
-        if _is_pandas(X):  # a frame's columns must differ, as probreg predict's do
-            from probreg.predict import level_names
+        from probreg.predict import level_names, level_text
 
+        if _is_pandas(X):  # a frame's columns must differ, as probreg predict's do
             try:
-                level_names(levels)
+                named = level_names(levels)
             except UsageError as error:
                 raise EstimatorError(str(error)) from None
+        else:  # numpy output may repeat a level
+            named = [level_text(level) for level in levels]
+        names = [f"{y}_q{name}" for y in self.y_names_ for name in named]
         distribution = self.predict_proba(X)
         values = np.stack([distribution.quantile(level) for level in levels], axis=-1)
         return self._table(X, values, names)
@@ -269,7 +271,7 @@ class Regressor(RegressorMixin, BaseEstimator):
     def save(self, path: str | os.PathLike, force: bool = False) -> Path:
         """Write a run folder that :func:`probreg.load_run` (and ``probreg predict``) reads."""
         from probreg import api, rundir
-        from probreg.runs import plugin_record
+        from probreg.runs import family_record, plugin_record
 
         check_is_fitted(self)
         if not hasattr(self, "fit_result_"):
@@ -284,6 +286,7 @@ class Regressor(RegressorMixin, BaseEstimator):
             "dataset": {"spec": "python", "package": "probreg", "version": versions["probreg"]},
             "head": plugin_record(self.head_),
             "sampler": plugin_record(self.sampler_),
+            **family_record(self.head_),
             "seed": self.seed_,
             "x_names": self.x_names_,
             "y_names": self.y_names_,

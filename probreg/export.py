@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,9 @@ def export_run(
     try:
         staging.mkdir(parents=True)
         try:
-            served.export(str(staging / file_name), format=keras_format, verbose=False)
+            with warnings.catch_warnings():  # Keras's tf2onnx copy probes np.object
+                warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+                served.export(str(staging / file_name), format=keras_format, verbose=False)
         except ImportError as error:
             import keras
 

@@ -163,9 +163,10 @@ def write_output(output: Output, text: str) -> None:
         else:
             write_text(output.path, text)
     except OSError as error:
-        if error.filename is not None or error.errno is None:
-            raise
         name = "-" if output.path is None else str(output.path)
+        if error.errno is None or error.filename == name:
+            raise
+        # Named after the user's file, not the hidden temporary file beside it.
         raise OSError(error.errno, error.strerror, name) from None
 
 

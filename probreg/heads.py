@@ -229,6 +229,15 @@ class FamilyHead(Head):
     default_family: ClassVar[str] = "gaussian_mixture"
     family_choice: ClassVar[bool] = True
     layer_name: ClassVar[str] = "family"
+    _params_as_own: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "params" in cls.__dict__ and "own_params" not in cls.__dict__:
+            # Declared like any other head's: those are the head's own parameters. The
+            # family's, if listed too (family_head_params), are set aside when it is created.
+            cls.own_params = tuple(p for p in cls.params if p.name != "family")
+            cls._params_as_own = True
 
     def __init__(self, **options: Any) -> None:
         from probreg.errors import UsageError
@@ -238,7 +247,11 @@ class FamilyHead(Head):
             raise UsageError(f"head '{self.name}' has a fixed family, {self.default_family}")
         family_cls = _family_class(chosen or self.default_family)
         default = self.default_family if self.family_choice else None
-        self.params = family_head_params(self.own_params, family_cls, default)  # this instance's
+        own = self.own_params
+        if self._params_as_own:
+            listed = {p.name for p in _family_class(self.default_family).params}
+            own = tuple(p for p in own if p.name not in listed)
+        self.params = family_head_params(own, family_cls, default)  # this instance's
         super().__init__(**options)
         self.family = family_cls(**{p.name: self.options[p.name] for p in family_cls.params})
 

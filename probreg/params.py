@@ -117,6 +117,8 @@ class Param:
 
     def _check(self, value: Any, where: str) -> None:
         for item in value if isinstance(value, tuple) else (value,):
+            if self.type.startswith("int") and self.maximum is None and abs(item) > MAX_INT:
+                raise UsageError(f"invalid {where}: {item} is outside -{MAX_INT} to {MAX_INT}")
             if self.minimum is not None and item < self.minimum:
                 raise UsageError(f"invalid {where}: {item} is below the minimum {self.minimum:g}")
             if self.maximum is not None and item > self.maximum:
@@ -126,6 +128,10 @@ class Param:
                     f"invalid {where}: '{item}' is not allowed; allowed: {', '.join(self.choices)}"
                 )
 
+
+#: The largest integer parameter without a declared maximum: sizes and counts past it only
+#: fail deep inside numpy or TensorFlow.
+MAX_INT = 2**31 - 1
 
 #: An integer as people type one: Python's ``int()`` also takes ``1_0`` and other scripts' digits.
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")

@@ -85,6 +85,8 @@ _sources: dict[str, Source] = {}  # plugin name in pm -> where it came from
 _broken: dict[str, str] = {}  # distribution or plugin name -> one-line reason
 #: Installed plugin packages that ``PROBREG_LOAD_PLUGINS`` leaves out: name -> version.
 left_out: dict[str, str] = {}
+#: Installed packages that failed to import: name -> version.
+broken_versions: dict[str, str] = {}
 _loaded = False
 _registry: dict[str, dict[str, Entry]] | None = None
 
@@ -187,6 +189,7 @@ def load_plugins() -> None:
             # plugin's import may take probreg down or turn a command into a silent success
             _reraise_user_signal(error)
             _warn(dist_name, error)
+            broken_versions[dist_name] = dist.version if dist is not None else "unknown"
     for missing in sorted((allowed or set()) - seen):
         _warn(missing, f"{ALLOW_LIST_ENV} names it, but no such plugin package is installed")
 
@@ -262,7 +265,7 @@ def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
             if include_builtins or not entry.source.builtin:
                 package(entry.source.name, entry.source.version)[plural(kind)].append(entry.name)
     for name, reason in _broken.items():
-        package(name)["error"] = reason
+        package(name, broken_versions.get(name, ""))["error"] = reason
     for name, version in left_out.items():
         package(name, version)["left_out"] = f"not in {ALLOW_LIST_ENV}"
     return [found[name] for name in sorted(found)]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probreg import calibration, conformal
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shorten
 
 if TYPE_CHECKING:  # pragma: no cover
     from probreg.api import RunResult
@@ -341,8 +341,8 @@ def load_map(run_dir: str | Path) -> calibration.PITMap | None:
         return None
     try:
         return calibration.PITMap.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"'{path}' is unreadable: {error}") from None
+    except (OSError, ValueError, UsageError, KeyError, TypeError) as error:
+        raise UsageError(f"'{path}' is unreadable: {shorten(error)}") from None
 
 
 def load_calibration_rows(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,8 @@ def param_columns(
 
 
 def level_names(quantiles: Sequence[float]) -> list[str]:
-    """The column-name parts (``f"{q:g}"``) of quantile levels, or a one-line error for a level
-    outside (0, 1) or two levels that would name one column."""
+    """The column-name parts of quantile levels (each level's shortest exact text, e.g.
+    ``0.05``), or a one-line error for a level outside (0, 1) or one given twice."""
     if not is_flat_list(quantiles):
         raise UsageError(
             f"quantiles must be a list of levels, e.g. [0.05, 0.95], not {shown(quantiles)}"
@@ -50,14 +50,23 @@ def level_names(quantiles: Sequence[float]) -> list[str]:
     for q in levels:
         if not is_level(q):
             raise UsageError(f"quantile levels must lie strictly between 0 and 1, not {shown(q)}")
-    named = [f"{q:g}" for q in levels]  # the column names tell levels apart this finely
+    named = [level_text(q) for q in levels]
     for i, name in enumerate(named):
         if name in named[:i]:
             raise UsageError(
-                f"quantile levels {levels[named.index(name)]!r} and {levels[i]!r} both make "
-                f"the column <y>_q{name}; give levels that differ within 6 significant digits"
+                f"quantile level {name} is given twice; each names one column <y>_q{name}"
             )
     return named
+
+
+def level_text(q: float) -> str:
+    """A level's shortest exact text in its own precision: ``0.05``, ``1e-05``, ``0.9999999``
+    (not ``1``), and ``0.1`` for a float32 0.1."""
+    return str(q) if isinstance(q, np.floating) else repr(float(q))
+
+
+#: The most drawn values one ``predict`` table holds (about 2 GB of CSV text).
+MAX_DRAWN_VALUES = 100_000_000
 
 
 def is_level(q: object) -> bool:
@@ -108,6 +117,13 @@ def predict(
     output = files.check_output(output_path, force)
     run = load_run(run_dir, sampler=sampler)
     x = csvfiles.read_columns(input_path, run.x_names, streams=True)
+    drawn = len(x) * samples * len(run.y_names)
+    if drawn > MAX_DRAWN_VALUES:
+        raise UsageError(
+            f"--samples {samples} for {len(x)} input rows makes {drawn:.3g} values, more than "
+            f"the {MAX_DRAWN_VALUES:.0g} one table may hold; ask for fewer samples or split the "
+            "input"
+        )
     outputs = run.predictor.outputs(x)
     bad = np.flatnonzero(~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1))
     if bad.size:

@@ -86,7 +86,13 @@ def _summary_sentence(result: Ranking) -> str:
     if len(result.table) > 1:
         runner = result.table[1]
         text += f"; next: {runner['head']} ({runner['nll']:.4f})"
-    return text + "."
+    text += "."
+    if getattr(result, "interrupted", False):
+        text = (
+            f"Interrupted (Ctrl-C or SIGTERM): this report holds the {len(result.runs)} run(s) "
+            f"that finished or were cut short, and no others. {text}"
+        )
+    return text
 
 
 def write(
@@ -117,6 +123,7 @@ def write(
     thumbnails = {view.label: _pit_thumbnail(view, data.y_test) for view in head_views}
     metrics = {
         "dataset": dataset,
+        "status": "interrupted" if getattr(result, "interrupted", False) else "completed",
         "replicates": list(replicates),
         "bayes_nll": result.bayes_nll,
         "heads": result.table,

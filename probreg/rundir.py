@@ -7,8 +7,9 @@ Every output folder (a run, a ``compare`` report, a ``tune`` study) is made the 
     # finished: claim.path now holds the new folder
 
 1. **Check.** An existing folder is replaced only with ``force``, and only if probreg made it:
-   it holds a :data:`MARKER` file with a run id. File names never decide (an empty folder may
-   be used without ``force``).
+   it holds a :data:`MARKER` file with a run id, of the same kind, and nothing at its top level
+   that the marker does not list (a user's own files). Other file names never decide (an empty
+   folder may be used without ``force``).
 2. **Lock.** ``.NAME.probreg-lock`` beside the folder holds an ``flock`` and the owner's PID.
    A second process gets a one-line error naming that PID. The kernel drops the lock when the
    process dies, however it dies.
@@ -43,6 +44,10 @@ from probreg import files
 from probreg.errors import UsageError, shorten
 
 MARKER = ".probreg.json"
+#: What file browsers and editors leave in a folder someone looked into: not the user's work.
+SYSTEM_FILES = frozenset(
+    {".DS_Store", "Thumbs.db", "desktop.ini", ".directory", ".ipynb_checkpoints"}
+)
 CONFIG = "config.json"
 MODEL = "model.keras"
 METRICS = "metrics.json"
@@ -56,21 +61,25 @@ STATES = ("building", "complete", "diverged")
 # -- marker, config and metrics --------------------------------------------------------------
 
 
-def write_marker(folder: Path, kind: str, state: str, run_id: str | None = None) -> str:
-    """Write (atomically) the marker that makes ``folder`` a probreg folder; return its run id."""
+def write_marker(
+    folder: Path, kind: str, state: str, run_id: str | None = None, entries: Any = None
+) -> str:
+    """Write (atomically) the marker that makes ``folder`` a probreg folder; return its run id.
+    ``entries`` lists what probreg wrote at its top level, so ``--force`` can tell a user's
+    own files from its own."""
     from probreg import __version__
 
     run_id = run_id or uuid.uuid4().hex
-    files.write_json(
-        Path(folder) / MARKER,
-        {
-            "run_id": run_id,
-            "kind": kind,
-            "state": state,
-            "probreg": __version__,
-            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-    )
+    marker = {
+        "run_id": run_id,
+        "kind": kind,
+        "state": state,
+        "probreg": __version__,
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if entries is not None:
+        marker["entries"] = sorted(entries)
+    files.write_json(Path(folder) / MARKER, marker)
     return run_id
 
 
@@ -235,19 +244,22 @@ class Claim:
         If a folder that may not be replaced appeared at the path meanwhile, the finished
         folder is kept where it was built and the refusal names it."""
         try:
-            check_target(self.path, force=self.force, shown=self.path)
+            check_target(self.path, force=self.force, shown=self.path, kind=self.kind)
         except UsageError as error:
             self.committed = True  # keep the staging folder: it holds the finished work
             raise UsageError(f"{error}; the finished output was kept in '{self.staging}'") from None
-        write_marker(self.staging, self.kind, state, self.run_id)
+        # A tune folder keeps growing after this (its study), so only finished kinds list theirs.
+        entries = None if self.kind == "tune" else [p.name for p in self.staging.iterdir()]
+        write_marker(self.staging, self.kind, state, self.run_id, entries)
         swap_in(self.staging, self.path)
         self.committed = True
         return self.path
 
 
-def check_target(path: Path, force: bool, shown: Any = None) -> bool:
+def check_target(path: Path, force: bool, shown: Any = None, kind: str | None = None) -> bool:
     """Whether ``path`` may be written (True if something is there to replace), else a
-    one-line refusal naming the folder."""
+    one-line refusal naming the folder. ``--force`` replaces only a probreg folder of the same
+    ``kind`` holding nothing but what probreg wrote there."""
     shown = path if shown is None else shown
     if os.path.islink(path):
         raise UsageError(f"output '{shown}' is a symlink; give the folder it points to")
@@ -274,6 +286,25 @@ def check_target(path: Path, force: bool, shown: Any = None) -> bool:
             f"output directory '{shown}' already exists and was not made by probreg (it has "
             f"no {MARKER}); refusing to replace it, choose another --output (output=)"
         )
+    if kind is not None and marker.get("kind") not in (None, kind):
+        raise UsageError(
+            f"output directory '{shown}' is a probreg {marker['kind']} folder, not a {kind} "
+            f"folder; refusing to replace it, choose another --output (output=)"
+        )
+    listed = marker.get("entries")
+    if listed is not None:
+        extra = sorted(
+            name
+            for name in set(os.listdir(path)) - {*listed, MARKER, "export"}  # export/: later
+            if name not in SYSTEM_FILES and not name.startswith(("._", ".nfs"))
+        )
+        if extra:
+            more = ", ..." if len(extra) > 3 else ""
+            raise UsageError(
+                f"output directory '{shown}' holds files probreg did not write there "
+                f"({', '.join(shorten(name, 40) for name in extra[:3])}{more}); refusing to "
+                "replace it: move them, or choose another --output (output=)"
+            )
     if not force:
         raise UsageError(
             f"output directory '{shown}' already exists; use --force (force=True) to replace it"
@@ -282,21 +313,29 @@ def check_target(path: Path, force: bool, shown: Any = None) -> bool:
 
 
 @contextlib.contextmanager
-def claim(path: str | os.PathLike, *, force: bool = False, kind: str = "run") -> Iterator[Claim]:
+def claim(
+    path: str | os.PathLike, *, force: bool = False, kind: str = "run", unique: bool = False
+) -> Iterator[Claim]:
     """Claim ``path`` for a new folder of ``kind`` and yield a :class:`Claim` to build it.
 
     Leaving the block normally commits (unless :meth:`Claim.commit` was called already); an
     exception (Ctrl-C, a full disk, a failed run) discards the staging folder and leaves
     ``path`` as it was. Refusals are one-line :class:`UsageError` and create nothing.
+    ``unique`` (for generated names) takes ``path-2``, ``path-3``... when ``path`` is taken or
+    another process is writing it, so runs started in the same second do not collide.
     """
     shown = path
     target = Path(os.path.abspath(path))
-    check_target(target, force, shown)
+    if not unique:  # a generated name that is taken moves on instead
+        check_target(target, force, shown, kind)
     created = _make_parents(target.parent, shown)
     lock = None
     try:
-        lock = _lock(target, shown)
-        replaces = check_target(target, force, shown)  # again, now that we hold the lock
+        if unique:
+            target, lock = _first_free(target, shown)
+        else:
+            lock = _lock(target, shown)
+        replaces = check_target(target, force, shown, kind)  # again, now that we hold the lock
         _remove_stale(target)
         run_id = uuid.uuid4().hex
         staging = target.parent / f".{target.name}.probreg-staging-{run_id[:12]}"
@@ -392,7 +431,22 @@ def _lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.probreg-lock"
 
 
-def _lock(target: Path, shown: Any) -> int:
+def _first_free(target: Path, shown: Any) -> tuple[Path, int]:
+    """The first of ``target``, ``target-2``, ``target-3``... that nobody holds, locked."""
+    for counter in range(1, 1000):
+        candidate = target if counter == 1 else target.with_name(f"{target.name}-{counter}")
+        if os.path.lexists(candidate):
+            continue
+        lock = _lock(candidate, shown, busy=None)
+        if lock is None:
+            continue
+        if not os.path.lexists(candidate):
+            return candidate, lock
+        _unlock(lock, candidate)
+    raise UsageError(f"no free name beside output '{shown}'; choose another --output (output=)")
+
+
+def _lock(target: Path, shown: Any, busy: Any = UsageError) -> int | None:
     """Take the output's lock (non-blocking); a one-line error names the holder's PID."""
     path = _lock_path(target)
     for _ in range(20):
@@ -407,6 +461,8 @@ def _lock(target: Path, shown: Any) -> int:
         except OSError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
+            if busy is None:
+                return None
             raise UsageError(
                 f"output '{shown}' is being written by another probreg process (PID "
                 f"{shorten(holder, 20)}); wait for it or choose another --output (output=)"

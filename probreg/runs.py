@@ -11,6 +11,7 @@ it cast to float32 for the model. Training and prediction use the same code for 
 from __future__ import annotations
 
 import dataclasses
+import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,19 +209,35 @@ def plugin_record(instance: Any) -> dict[str, str]:
     return {"spec": instance.spec, "package": source.name, "version": source.version}
 
 
+def family_record(head: Any) -> dict[str, dict[str, str]]:
+    """``{"family": record}`` for a family head, so a run names the package of its family too."""
+    from probreg.families.base import Family
+
+    family = getattr(head, "family", None)
+    return {"family": plugin_record(family)} if isinstance(family, Family) else {}
+
+
+def _not_installed(kind: str, record: dict[str, str]) -> PluginError | None:
+    """The one-line error for a recorded plugin whose package is missing, else ``None``."""
+    name = str(record.get("spec", "")).partition(":")[0]
+    if name in plugins.registry()[kind]:
+        return None
+    # Names from a run folder are data, never a command to run: quoted and shortened.
+    return PluginError(
+        f"this run needs {kind} '{shorten(name, 60)}' from plugin package "
+        f"'{shorten(record.get('package'), 60)}' {shorten(record.get('version'), 30)}, "
+        f"which is not installed or not loaded (install that package, and check "
+        f"{plugins.ALLOW_LIST_ENV})"
+    )
+
+
 def _create_recorded(kind: str, record: dict[str, str]) -> Any:
     try:
         return plugins.create(kind, record["spec"])
     except UsageError:
-        name = record["spec"].partition(":")[0]
-        if name not in plugins.registry()[kind]:
-            # Names from a run folder are data, never a command to run: quoted and shortened.
-            raise PluginError(
-                f"this run needs {kind} '{shorten(name, 60)}' from plugin package "
-                f"'{shorten(record.get('package'), 60)}' {shorten(record.get('version'), 30)}, "
-                f"which is not installed or not loaded (install that package, and check "
-                f"{plugins.ALLOW_LIST_ENV})"
-            ) from None
+        missing = _not_installed(kind, record)
+        if missing is not None:
+            raise missing from None
         raise
 
 
@@ -237,6 +254,10 @@ def load_run(path: str | Path, sampler: str | Sampler | None = None) -> LoadedRu
     metrics = rundir.read_metrics(path)
     x_scaling = Standardizer.from_dict(config["scaling"]["x"], config["x_names"], "input")
     y_scaling = Standardizer.from_dict(config["scaling"]["y"], config["y_names"], "target")
+    family = config.get("family")
+    missing = _not_installed("family", family) if isinstance(family, dict) else None
+    if missing is not None:  # before the head, whose error would only name the family
+        raise missing
     head = _create_recorded("head", config["head"])
     sampler_instance = (
         _create_recorded("sampler", config["sampler"])
@@ -289,6 +310,14 @@ def load_model(model_path: Path, head: Head):
             raise UsageError(
                 f"model file '{model_path}' contains code (such as a Lambda layer), which Keras "
                 "safe mode refuses to run; only load models you trust outside probreg"
+            ) from None
+        missing = re.search(r"Could not locate (?:class|function) '([^']+)'", reason)
+        if missing:
+            raise UsageError(
+                f"model file '{model_path}' uses '{missing[1]}', which Keras cannot find: the "
+                "plugin that defines it must decorate it with "
+                "@keras.saving.register_keras_serializable() in a module its head lists in "
+                "keras_modules"
             ) from None
         raise UsageError(
             f"model file '{model_path}' is corrupt or truncated: {reason[:200]}"

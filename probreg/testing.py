@@ -76,7 +76,8 @@ def check_distribution(
     - ``mode`` at least as probable as most draws;
     - ``affine`` against transformed draws and the change-of-variables formula;
     - ``crps`` against scoringrules' estimate from draws;
-    - the density integrates to 1: on a grid for ``d = 1``, by importance sampling above.
+    - the density integrates to 1: on a grid for ``d = 1``, by importance sampling above;
+    - for ``d = 1``, the running integral of the density is ``cdf`` (the same distribution).
 
     A discrete distribution (``distribution.discrete``) gets :func:`check_discrete` instead of
     the checks that assume a density (cdf inverse to quantile, the density's integral).
@@ -154,6 +155,20 @@ def check_distribution(
             f"the density of row {worst} integrates to {totals[worst]:.4f}, not 1",
         )
         done.append("density integrates to 1 on a grid")
+        # The running integral of exp(log_prob) must be cdf(): a log_prob of another shape
+        # with the same mean and variance as the draws fails here.
+        steps = 0.5 * (density[:, 1:] + density[:, :-1]) * np.diff(ys, axis=1)
+        running = np.concatenate([np.zeros((n, 1)), np.cumsum(steps, axis=1)], axis=1)
+        start = distribution.cdf(ys[:, :1])[:, 0]
+        for j in range(0, ys.shape[1], 200):
+            gap = np.abs(distribution.cdf(ys[:, j : j + 1])[:, 0] - start - running[:, j])
+            worst = int(np.argmax(gap))
+            _require(
+                gap[worst] < 2e-3,
+                f"cdf() of row {worst} differs by {gap[worst]:.4f} from the integral of "
+                "exp(log_prob()): the density and the cdf describe different distributions",
+            )
+        done.append("the integral of the density matches cdf()")
     else:
         _check_normalised(distribution, samples)
         done.append("density integrates to 1 (importance sampling)")
@@ -327,12 +342,19 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
     ``max_output_dim`` allows) and a two-member ensemble."""
     import keras
 
+    from probreg.default_plugins.mdn import MDN
     from probreg.families.base import Family
     from probreg.losses import FamilyNLL
 
     family = plugins.create("family", spec)
     _require(isinstance(family, Family), "a family must subclass probreg.families.Family")
     done = check_params("family", spec)
+    taken = sorted({p.name for p in family.params} & {"family", *(p.name for p in MDN.own_params)})
+    _require(
+        not taken,
+        f"family '{family.name}' declares {', '.join(taken)}, which family heads already have "
+        "(trunk, training and ensemble parameters): no head could use it; rename them",
+    )
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     dims = [d for d in (1, 2) if family.max_output_dim is None or d <= family.max_output_dim]
@@ -375,6 +397,11 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
         _require(
             np.isfinite(value) and all(np.all(np.isfinite(g)) for g in gradients),
             "the loss or its gradients are not finite",
+        )
+        done.append(
+            f"d={d}: the layer acts on the last axis and rebuilds from its config; the keras.ops "
+            "log_prob matches the numpy one; FamilyNLL over (batch, time) rows; finite far away; "
+            "finite loss and gradients"
         )
         done += [f"d={d}: {line}" for line in check_distribution(distribution, rng)]
     _require(
@@ -434,7 +461,10 @@ def check_head(spec: str, input_dim: int = 2, output_dim: int = 1, seed: int = 0
         path = Path(folder) / "model.keras"
         model.compile(loss=loss)
         model.save(path)
-        loaded = load_model(path, head)
+        try:
+            loaded = load_model(path, head)
+        except UsageError as error:
+            raise ContractError(f"a saved model does not load: {error}") from None
         again = loaded(x, training=False)
     _require(
         np.array_equal(keras.ops.convert_to_numpy(outputs), keras.ops.convert_to_numpy(again)),
@@ -472,27 +502,69 @@ def _loss_and_gradients(model, loss, x, y) -> tuple[float, list[np.ndarray]]:
 
 
 def check_sampler(spec: str, seed: int = 0) -> list[str]:
-    """A sampler's contract: shape ``(num_samples, n, d)``, finite draws, same seed same draws."""
+    """A sampler's contract, on a two-output mixture, a one-output mixture and a one-output
+    distribution that is not a mixture (a spline flow): an array of shape
+    ``(num_samples, n, d)``, finite draws, the same seed the same draws. A sampler that cannot
+    serve a distribution must refuse it with a one-line ``UsageError``."""
+    from probreg.families.spline import SplineFlow
+
     sampler = plugins.create("sampler", spec)
     done = check_params("sampler", spec)
     rng = np.random.default_rng(seed)
-    mixture = GaussianMixture(
-        rng.normal(size=(8, 3)), rng.normal(size=(8, 3, 2)), np.exp(rng.normal(size=(8, 3, 2)))
+
+    def mixture(d: int) -> GaussianMixture:
+        return GaussianMixture(
+            rng.normal(size=(8, 3)), rng.normal(size=(8, 3, d)), np.exp(rng.normal(size=(8, 3, d)))
+        )
+
+    def bins() -> np.ndarray:  # 8 bins of random sizes filling [-3, 3]
+        sizes = rng.uniform(0.5, 1.5, size=(8, 1, 8))
+        return 6.0 * sizes / sizes.sum(axis=-1, keepdims=True)
+
+    flow = SplineFlow(bins(), bins(), rng.uniform(0.5, 2.0, size=(8, 1, 7)), bound=3.0)
+    cases = (
+        ("a Gaussian mixture with two outputs", mixture(2)),
+        ("a Gaussian mixture with one output", mixture(1)),
+        ("a spline flow (one output, not a mixture)", flow),
     )
-    first = sampler.sample(mixture, np.random.default_rng(1), 5)
-    second = sampler.sample(mixture, np.random.default_rng(1), 5)
-    _require(
-        first.shape == (5, 8, 2), f"sample() must return (num_samples, n, d), got {first.shape}"
-    )
-    _require(np.all(np.isfinite(first)), "draws must be finite")
-    _require(np.array_equal(first, second), "the same rng seed must give the same draws")
-    done.append("shape, finiteness and seeded reproducibility")
+    for what, distribution in cases:
+        try:
+            first = sampler.sample(distribution, np.random.default_rng(1), 5)
+        except UsageError:
+            _require(what.startswith("a spline"), f"sample() refused {what}")
+            done.append(f"refuses {what} with a one-line error")
+            continue
+        except Exception as error:  # the contract names what went wrong
+            raise ContractError(
+                f"sample() failed on {what}: {type(error).__name__}: {error}; a sampler must "
+                "work with any Distribution, or refuse it with a UsageError"
+            ) from error
+        second = sampler.sample(distribution, np.random.default_rng(1), 5)
+        shape = (5, distribution.batch_size, distribution.event_dim)
+        _require(
+            isinstance(first, np.ndarray),
+            f"sample() must return a numpy array, got {type(first).__name__} for {what}",
+        )
+        _require(
+            first.shape == shape,
+            f"sample() must return (num_samples, n, d) = {shape} for {what}, got {first.shape}",
+        )
+        _require(np.all(np.isfinite(first)), f"draws must be finite ({what})")
+        _require(
+            np.array_equal(first, second), f"the same rng seed must give the same draws ({what})"
+        )
+        done.append(f"{what}: shape, finiteness and seeded reproducibility")
     return done
 
 
 def check_dataset(spec: str, seed: int = 0) -> list[str]:
     """A dataset's contract: parts with matching shapes, finite values, the same data for the
-    same seed, and (if it has one) an exact density that integrates to 1 over ``y``."""
+    same seed, and (if it has one) an exact density: one value per row, normalised over ``y``
+    (a mass summing to 1 over the integers), and followed by the test targets (their PIT
+    under it is uniform, for one target)."""
+    from probreg.datasets import exact_log_density
+    from probreg.errors import PluginError
+
     dataset = plugins.create("dataset", spec)
     done = check_params("dataset", spec)
     data, again = dataset.load(seed), dataset.load(seed)
@@ -506,27 +578,153 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
             "the same seed must give the same data",
         )
     done.append("three finite parts; same seed, same data")
-    if data.log_density is not None and getattr(data.log_density, "discrete", False):
-        y_all = np.concatenate([data.y_train, data.y_test])[:, 0]
-        ks = np.arange(np.floor(y_all.min()) - 50, np.ceil(y_all.max()) * 3 + 50)
-        for x0 in data.x_test[:3]:
-            mass = np.exp(data.log_density(np.repeat(x0[None], len(ks), 0), ks[:, None]))
+    if data.log_density is None:
+        return done
+
+    def log_density(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        try:
+            return exact_log_density(data.log_density, x, y)
+        except PluginError as error:
+            raise ContractError(str(error)) from None
+
+    at_test = log_density(data.x_test, data.y_test)
+    _require(
+        np.all(np.isfinite(at_test)),
+        f"log_density is not finite at test row {int(np.argmin(np.isfinite(at_test)))}: the "
+        "exact density must be positive wherever the data fall",
+    )
+    done.append("log_density gives one finite value per row")
+    y_all = np.concatenate([data.y_train, data.y_test])
+    discrete = bool(getattr(data.log_density, "discrete", False))
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(data.x_test))[:40]
+    if discrete and data.output_dim == 1:
+        low, high = y_all.min(axis=0), y_all.max(axis=0)
+        span = high - low
+        ks = np.arange(np.floor(low[0] - 2 * span[0]) - 50, np.ceil(high[0] + 2 * span[0]) + 51)
+        pit = []
+        for i in rows:
+            x0, y0 = data.x_test[i], data.y_test[i, 0]
+            mass = np.exp(log_density(np.repeat(x0[None], len(ks), 0), ks[:, None]))
             _require(
-                abs(mass.sum() - 1.0) < 1e-6, f"log_density's mass sums to {mass.sum():.6f}, not 1"
+                abs(mass.sum() - 1.0) < 1e-6,
+                f"log_density's mass at test row {i} sums to {mass.sum():.6f} over the "
+                f"integers {ks[0]:.0f} to {ks[-1]:.0f}, not 1",
             )
+            pit.append(mass[ks < y0].sum() + rng.uniform() * mass[ks == y0].sum())
         done.append("exact mass sums to 1 over the integers")
-    elif data.log_density is not None and data.output_dim == 1:
-        y_all = np.concatenate([data.y_train, data.y_test])[:, 0]
-        span = y_all.max() - y_all.min()
-        ys = np.linspace(y_all.min() - span, y_all.max() + span, 20_001)
-        for x0 in data.x_test[:3]:
-            density = np.exp(data.log_density(np.repeat(x0[None], len(ys), 0), ys[:, None]))
-            total = np.trapezoid(density, ys)
-            _require(
-                abs(total - 1.0) < 2e-3, f"log_density integrates to {total:.4f} over y, not 1"
+    elif data.output_dim == 1:
+        span = np.ptp(y_all[:, 0]) + 1e-12
+        reach = (y_all[:, 0].min() - span, y_all[:, 0].max() + span)
+        pit = []
+        for count, i in enumerate(rows):
+            grids = (2001, 4001) if count < 3 else (201, 401)  # the first rows closely
+            total, below = _integrate_density(
+                log_density, data.x_test[i], data.y_test[i, 0], *reach, *grids
             )
+            _require(
+                count >= 3 or abs(total - 1.0) < 2e-3,
+                f"log_density at test row {i} integrates to {total:.4f} over y, not 1",
+            )
+            pit.append(below / total)
         done.append("exact density integrates to 1 over y")
+    else:
+        x_all = np.concatenate([data.x_train, data.x_test])
+        checked = 0
+        for i in rows[:3]:
+            estimate, error, ess = _importance_total(log_density, data.x_test[i], x_all, y_all, rng)
+            if ess < 200:  # too narrow for these draws to say anything: not a failure
+                continue
+            checked += 1
+            _require(
+                abs(estimate - 1.0) <= 6 * error + 0.05,
+                f"log_density at test row {i} integrates to about {estimate:.3f} over y "
+                "(importance sampling), not 1",
+            )
+        done.append(
+            f"exact density integrates to 1 over y (importance sampling, {checked} of 3 rows; "
+            "the rest too narrow to sample)"
+            if checked < 3
+            else "exact density integrates to 1 over y (importance sampling)"
+        )
+        return done
+    from scipy import stats
+
+    p_value = stats.kstest(pit, "uniform").pvalue
+    _require(
+        p_value > 1e-4,
+        f"the test targets do not follow log_density: their PIT under it is not uniform "
+        f"(Kolmogorov-Smirnov p = {p_value:.1e} over {len(pit)} rows)",
+    )
+    done.append(f"the test targets' PIT under log_density is uniform ({len(pit)} rows)")
     return done
+
+
+def _integrate_density(
+    log_density,
+    x0: np.ndarray,
+    y0: float,
+    low: float,
+    high: float,
+    coarse: int,
+    fine: int,
+    depth: int = 0,
+) -> tuple[float, float]:
+    """The integral of ``exp(log_density(x0, .))`` over ``[low, high]``, and its part below
+    ``y0``.
+
+    A coarse grid finds the stretches where the log-density is within 32 nats of its largest
+    value; each is integrated on its own fine grid, or searched again the same way when it
+    spans only a few coarse steps, so a density far narrower than the range is resolved."""
+    ys = np.linspace(low, high, coarse)
+    logs = log_density(np.repeat(x0[None], coarse, 0), ys[:, None])
+    if not np.isfinite(logs.max()):
+        return 0.0, 0.0
+    alive = np.flatnonzero(logs > logs.max() - 32.0)
+    breaks = np.flatnonzero(np.diff(alive) > 2)
+    total = below = 0.0
+    for a, b in zip(alive[np.r_[0, breaks + 1]], alive[np.r_[breaks, -1]], strict=True):
+        lo, hi = ys[max(a - 1, 0)], ys[min(b + 1, coarse - 1)]
+        if b - a < 20 and depth < 6:
+            part, under = _integrate_density(log_density, x0, y0, lo, hi, coarse, fine, depth + 1)
+        else:
+            grid = np.linspace(lo, hi, fine)
+            density = np.exp(log_density(np.repeat(x0[None], fine, 0), grid[:, None]))
+            part = float(np.trapezoid(density, grid))
+            kept = grid <= y0
+            under = float(np.trapezoid(density[kept], grid[kept])) if kept.sum() > 1 else 0.0
+        total, below = total + part, below + under
+    return total, below
+
+
+def _importance_total(
+    log_density, x0: np.ndarray, x_all: np.ndarray, y_all: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float, float]:
+    """The integral of ``exp(log_density(x0, .))`` over ``y`` (any dimension), its standard
+    error and the effective sample size, by importance sampling from a defensive mixture: half
+    a wide Gaussian over the data's range, half kernels on the targets of the 20 rows nearest
+    ``x0`` (where the density lives)."""
+    draws_count, d = 200_000, y_all.shape[1]
+    centre, spread = y_all.mean(axis=0), 2.0 * y_all.std(axis=0) + 1e-12
+    near = y_all[np.argsort(((x_all - x0) ** 2).sum(axis=1))[:20]]
+    width = 0.05 * spread
+    wide = centre + spread * rng.standard_normal((draws_count // 2, d))
+    local = near[rng.integers(0, len(near), draws_count // 2)] + width * rng.standard_normal(
+        (draws_count // 2, d)
+    )
+    draws = np.concatenate([wide, local])
+
+    def log_normal(y, mean, scale):  # (m, d) against (k, d) means -> (m, k)
+        z = (y[:, None, :] - mean[None]) / scale
+        return -0.5 * (z**2).sum(-1) - np.log(scale).sum() - 0.5 * d * np.log(2 * np.pi)
+
+    log_q = np.logaddexp(
+        np.log(0.5) + log_normal(draws, centre[None], spread)[:, 0],
+        np.log(0.5 / len(near)) + np.logaddexp.reduce(log_normal(draws, near, width), axis=1),
+    )
+    weights = np.exp(log_density(np.repeat(x0[None], len(draws), 0), draws) - log_q)
+    ess = weights.sum() ** 2 / max((weights**2).sum(), 1e-300)
+    return float(weights.mean()), float(weights.std() / np.sqrt(len(weights))), float(ess)
 
 
 def check_plugin(kind: str, spec: str) -> list[str]:

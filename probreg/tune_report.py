@@ -78,6 +78,15 @@ def summarize(search: _Search, seconds: float, command: str) -> dict[str, Any]:
     }
 
 
+def chosen(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec to use: the best trial's, or the head's defaults where their baseline (run
+    beside the trials, its values lying outside the space) beat every trial."""
+    best, default = summary["best"], summary["default"]
+    if best and default and default["value"] < best["value"]:
+        return default
+    return best
+
+
 def _default_record(trial, search: _Search) -> dict[str, Any] | None:
     """The head's defaults' validation score: trial ``number``, or a separate baseline."""
     if trial is not None and trial.state.name == "COMPLETE":
@@ -108,7 +117,7 @@ def write_outputs(tune_dir: Path, search: _Search, summary: dict[str, Any]) -> N
     """``best_spec.txt``, ``trials.csv``, the pictures, ``report.md``/``report.html`` and
     ``tune.json`` (last), each written atomically."""
     if summary["best"]:
-        files.write_text(tune_dir / "best_spec.txt", summary["best"]["spec"] + "\n")
+        files.write_text(tune_dir / "best_spec.txt", chosen(summary)["spec"] + "\n")
     files.write_text(tune_dir / "trials.csv", _trials_csv(summary, list(search.space.dimensions)))
     pictures = _pictures(tune_dir, search.study)
     summary["pictures"] = pictures
@@ -192,9 +201,9 @@ def _report(
         if summary["default"]:
             default = summary["default"]
             where = "baseline" if default["number"] is None else f"trial {default['number']}"
-            sentence += (
-                f"; the head's defaults ({where}): {default['value']:.4f}, "
-                f"{default['value'] - best['value']:.4f} worse"
+            behind = default["value"] - best["value"]
+            sentence += f"; the head's defaults ({where}): {default['value']:.4f}, " + (
+                f"{behind:.4f} worse" if behind >= 0 else f"{-behind:.4f} better: keep the defaults"
             )
         sentence += "."
     if pruning["pruned"]:

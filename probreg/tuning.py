@@ -40,7 +40,7 @@ from probreg import files, interrupts, plugins
 from probreg.api import Echo, silent, to_stderr
 from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
 from probreg.params import is_integer, parse_spec
-from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, clock, summarize, write_outputs
+from probreg.tune_report import STUDY_FILE, SUMMARY_FILE, chosen, clock, summarize, write_outputs
 from probreg.tune_space import Dimension, Space, build_space, default_dimension, parse_space
 from probreg.tune_storage import HEARTBEAT, Storage, hide_password, open_storage
 
@@ -105,8 +105,8 @@ def open_tune_dir(path: Path, force: bool, study: str | None = None) -> tuple[Pa
     the report files are replaced atomically at the end. A tune folder (its marker says
     ``tune``) is resumed, unless its report (``tune.json``) names another study than ``study``
     (``--study``, by default made from the dataset, head and metric), whose report would be
-    replaced: that is refused. ``force`` replaces it, and any other probreg folder, with a new
-    one. Other folders are refused.
+    replaced: that is refused. ``force`` replaces a tune folder with a new one; a run or report
+    folder, and any folder probreg did not make, is refused.
     """
     from probreg import rundir
 
@@ -365,6 +365,7 @@ class _Search:
     def claim(self) -> optuna.Trial | None:
         """Under the storage lock: fail stale trials, then start a trial if the budget allows."""
         import optuna
+        from optuna.trial import TrialState
 
         with self.storage.lock(self.config.study):
             with warnings.catch_warnings():
@@ -383,10 +384,14 @@ class _Search:
             with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize"
                 warnings.simplefilter("ignore", UserWarning)
                 trial = self.study.ask()
-            # A heartbeat at once: a trial without one is never found stale if we die now.
-            if hasattr(self.storage.optuna, "record_heartbeat"):
-                self.storage.optuna.record_heartbeat(trial._trial_id)
-            trial.set_user_attr("worker", self.worker)
+            try:
+                # A heartbeat at once: a trial without one is never found stale if we die now.
+                if hasattr(self.storage.optuna, "record_heartbeat"):
+                    self.storage.optuna.record_heartbeat(trial._trial_id)
+                trial.set_user_attr("worker", self.worker)
+            except BaseException:  # Ctrl-C or SIGTERM just after ask(): not left running
+                self._finish(trial, TrialState.FAIL, None, 0.0)
+                raise
             return trial
 
     def _needs_default(self) -> bool:
@@ -641,6 +646,11 @@ def tune(
     tune_dir = None
     if write:
         given = files.given_output(output)
+        if not given and (name.strip(".") == "" or any(c in name for c in "/\\\0")):
+            raise UsageError(
+                f"--study {shown(name)} cannot name a folder under tunes/: leave out path "
+                "separators and dot-only names, or give the folder with --output (output=)"
+            )
         tune_dir, _ = open_tune_dir(Path(given or Path("tunes") / name), force, name)
     own_storage = storage is None
     if own_storage:
@@ -693,7 +703,7 @@ def tune(
     if tune_dir is not None:
         write_outputs(tune_dir, search, summary)
         say(f"Wrote {tune_dir / 'report.html'}")
-    best = summary["best"]
+    best = chosen(summary)  # the defaults, if their baseline beat every trial
     return TuneResult(
         best_spec=best["spec"] if best else None,
         best_value=best["value"] if best else None,

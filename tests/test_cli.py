@@ -258,3 +258,30 @@ def test_an_empty_output_path_is_refused_not_replaced(command, tmp_path, monkeyp
     with pytest.raises(UsageError, match="the output path is empty"):
         function("spiral:n=50,val=20,test=20", *(["mdn"] if command == "tune" else []), output=" ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bare_probreg_prints_its_help_and_a_closed_pipe_is_quiet():
+    bare = probreg(timeout=60)
+    assert bare.returncode == 2 and "Error" not in bare.stderr
+    assert bare.stderr.startswith("Usage: probreg") and "Commands:" in bare.stderr
+    for command in ("list", "plugins"):  # `probreg list | head -1`: the reader is gone
+        process = subprocess.Popen(
+            [sys.executable, "-m", "probreg", command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        process.stdout.close()
+        stderr = process.communicate(timeout=60)[1]
+        assert process.returncode == 141 and stderr == "", stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--head", "mdn:scale_floor=1e300"], ["--head", "mdn:weight_decay=1e39"]],
+)
+def test_numbers_that_do_not_fit_float32_are_one_clean_line(args, tmp_path):
+    result = probreg("run", *args, "--output", str(tmp_path / "out"), timeout=60)
+    assert_one_line_error(result, "does not fit in float32")
+    assert "RuntimeWarning" not in result.stderr and not (tmp_path / "out").exists()

@@ -220,3 +220,32 @@ def test_the_terminal_tables_stay_aligned_with_long_head_labels():
         assert len(first) == len(second)  # numbers end in the same column
     header = text.splitlines()[0]
     assert len(header) == len(rows[0])
+
+
+def test_an_interrupted_comparison_says_so_in_its_report(tmp_path, monkeypatch):
+    from probreg import comparison
+
+    real, calls = comparison.fit_and_score, []
+
+    def second_is_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C before the second head's first epoch ended
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(comparison, "fit_and_score", second_is_interrupted)
+    out = tmp_path / "report"
+    result = compare(
+        "spiral:n=200,val=50,test=50",
+        ["mdn:hidden=8,components=2", "mlp:hidden=8"],
+        epochs=2,
+        output=out,
+        quiet=True,
+    )
+    assert result.interrupted and len(result.runs) == 1
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    for name in ("report.md", "report.html"):
+        assert (
+            "Interrupted (Ctrl-C or SIGTERM): this report holds the 1 run(s)"
+            in (out / name).read_text()
+        )

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import probreg
+from probreg import plugins
 from probreg.distributions import Distribution
+from probreg.errors import UsageError
 from probreg.heads import Head, training_params, trunk_params
 from probreg.hookspecs import hookimpl
 from probreg.testing import check_head
@@ -129,6 +131,12 @@ def test_a_head_written_against_the_old_api_still_trains_saves_and_predicts(
     loaded = probreg.load_run(tmp_path / "run")
     x = result.data.x_test
     np.testing.assert_allclose(loaded.distribution(x).mean(), result.distribution.mean())
+    with pytest.raises(UsageError, match="'old-laplace' builds its whole model itself"):
+        probreg.Regressor("old-laplace", trunk=lambda: keras.layers.Dense(8)).fit(x, x[:, 0])
+    from probreg.api import takes_trunk
+
+    module.OldLaplace.build = lambda self, input_dim, output_dim, **extra: None
+    assert takes_trunk(module.OldLaplace()) and takes_trunk(plugins.create("head", "mdn"))
 
 
 @pytest.mark.parametrize("name", ["mdn", "mlp", "mdn-ensemble"])

@@ -105,3 +105,258 @@ def test_a_correct_mixture_passes_in_one_and_two_dimensions():
 def test_check_distribution_catches_a_broken_distribution(cls, d, message):
     with pytest.raises(ContractError, match=message):
         check_distribution(_rebuild(cls, _mixture(d)))
+
+
+class MomentMatchedLogProb(GaussianMixture):
+    """Draws, cdf and quantiles of the mixture, but the log-density of one Gaussian with the
+    same mean and variance: the mean/variance checks and the normalisation cannot see it."""
+
+    def log_prob(self, y):
+        from scipy import stats
+
+        sd = np.sqrt(self.variance())
+        return stats.norm.logpdf(y, self.mean(), sd).sum(axis=-1)
+
+    def mode(self):  # that Gaussian's mode, so the mode check agrees with log_prob
+        return self.mean()
+
+
+def test_a_density_that_is_not_the_cdfs_derivative_is_caught():
+    with pytest.raises(ContractError, match="from the integral of exp"):
+        check_distribution(_rebuild(MomentMatchedLogProb, _mixture(1)))
+
+
+# ---- samplers, datasets and heads that break their contract ---------------------------------
+
+
+def _with(temporary_plugin, hook: str, cls) -> None:
+    import types
+
+    from probreg.hookspecs import hookimpl
+
+    plugin = types.SimpleNamespace(**{hook: hookimpl(lambda register: register(cls))})
+    temporary_plugin(plugin, name=f"test-{cls.name}")
+
+
+def _sampler(name: str, draw):
+    from probreg.samplers import Sampler
+
+    return type(
+        name.title(), (Sampler,), {"__doc__": "A test sampler.", "name": name, "sample": draw}
+    )
+
+
+def _squeezing(self, distribution, rng, num_samples):  # drops the target axis when d == 1
+    draws = distribution.sample(rng, num_samples)
+    return draws[..., 0] if distribution.event_dim == 1 else draws
+
+
+def _heaviest(self, distribution, rng, num_samples):  # only a mixture has weights and means
+    params = distribution.params()
+    rows = np.arange(distribution.batch_size)
+    means = params["mean"][rows, np.argmax(params["weight"], axis=1)]
+    return np.broadcast_to(means, (num_samples, *means.shape)).copy()
+
+
+@pytest.mark.parametrize(
+    ("name", "draw", "message"),
+    [
+        (
+            "squeezing",
+            _squeezing,
+            r"\(5, 8, 1\) for a Gaussian mixture with one output, got \(5, 8\)",
+        ),
+        ("listing", lambda self, dist, rng, k: dist.sample(rng, k).tolist(), "numpy array"),
+        ("heaviest", _heaviest, "failed on a spline flow .*KeyError"),
+    ],
+)
+def test_check_sampler_catches_a_broken_sampler(temporary_plugin, name, draw, message):
+    _with(temporary_plugin, "register_samplers", _sampler(name, draw))
+    with pytest.raises(ContractError, match=message):
+        check_plugin("sampler", name)
+
+
+def _dataset(name: str, log_density, y_of=lambda rng, x: x + rng.normal(0.0, 0.1, x.shape)):
+    from probreg.datasets import Data, Dataset
+
+    def load(self, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0.0, 1.0, (400, 1))
+        y = y_of(rng, x)
+        return Data(
+            x[:200],
+            y[:200],
+            x[200:250],
+            y[200:250],
+            x[250:],
+            y[250:],
+            ("x",),
+            tuple(f"y{j}" for j in range(y.shape[1])),
+            log_density,
+        )
+
+    return type(
+        name.title(), (Dataset,), {"__doc__": "A test dataset.", "name": name, "load": load}
+    )
+
+
+def _normal(x, y, slope=1.0, sd=0.1):
+    from scipy import stats
+
+    return stats.norm.logpdf(y[:, 0], slope * x[:, 0], sd)
+
+
+def _poisson_shifted(x, y):
+    from scipy import stats
+
+    return stats.poisson.logpmf(y[:, 0] + 100, 3.0)
+
+
+_poisson_shifted.discrete = True
+
+
+def _square(x, y):  # (m, 1) against (m,): broadcasts to (m, m)
+    from scipy import stats
+
+    return stats.norm.logpdf(y[:, 0], x, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "log_density", "y_of", "message"),
+    [
+        # y = x + N(0, 0.1^2), declared as slope 1.5 and sd 0.3: normalised, but not the data's
+        (
+            "wrong-density",
+            lambda x, y: _normal(x, y, 1.5, 0.3),
+            None,
+            "PIT under it is not uniform",
+        ),
+        (
+            "column-density",
+            lambda x, y: _normal(x, y)[:, None],
+            None,
+            r"shape \(400, 1\)|shape \(150, 1\)",
+        ),
+        ("square-density", _square, None, r"shape \(\d+, \d+\)"),
+        (
+            "unnormalised-2d",
+            lambda x, y: 1.0 + _normal(x, y[:, :1]) + _normal(x, y[:, 1:]),
+            lambda rng, x: x + rng.normal(0.0, 0.1, (len(x), 2)),
+            "integrates to about",
+        ),
+    ],
+)
+def test_check_dataset_catches_a_wrong_exact_density(
+    temporary_plugin, name, log_density, y_of, message
+):
+    _with(
+        temporary_plugin,
+        "register_datasets",
+        _dataset(name, log_density, *([y_of] if y_of else [])),
+    )
+    with pytest.raises(ContractError, match=message):
+        check_plugin("dataset", name)
+
+
+@pytest.mark.parametrize(
+    ("name", "log_density", "y_of"),
+    [
+        # far narrower than the targets' range: each stretch gets its own fine grid
+        (
+            "narrow",
+            lambda x, y: _normal(x * 1000, y, sd=1e-3),
+            lambda rng, x: 1000 * x + rng.normal(0, 1e-3, x.shape),
+        ),
+        # a mass on negative integers
+        ("negative-counts", _poisson_shifted, lambda rng, x: rng.poisson(3.0, x.shape) - 100.0),
+    ],
+)
+def test_check_dataset_passes_narrow_densities_and_negative_counts(
+    temporary_plugin, name, log_density, y_of
+):
+    _with(temporary_plugin, "register_datasets", _dataset(name, log_density, y_of))
+    report = check_plugin("dataset", name)
+    assert any("PIT under log_density is uniform" in line for line in report)
+
+
+def test_check_head_names_an_unregistered_layer(temporary_plugin):
+    import keras
+
+    from probreg.default_plugins.mlp import MLP
+
+    class Scale(keras.layers.Layer):  # not registered: a saved model cannot find it
+        def call(self, x):
+            return 2.0 * x
+
+    class Unregistered(MLP):
+        """An MLP with an unregistered layer in front."""
+
+        name = "unregistered"
+
+        def features(self, inputs, trunk=None, name="trunk", copy=False):
+            return super().features(Scale()(inputs), trunk, name, copy)
+
+    _with(temporary_plugin, "register_heads", Unregistered)
+    with pytest.raises(
+        ContractError, match="does not load: .*uses 'Scale'.*register_keras_serializable"
+    ):
+        check_plugin("head", "unregistered:hidden=8")
+
+
+def test_a_family_head_declaring_params_like_any_head_gets_them(temporary_plugin):
+    from probreg.heads import FamilyHead, training_params, trunk_params
+
+    class Naive(FamilyHead):
+        """A family head declared the way every other plugin declares parameters."""
+
+        name = "naive"
+        params = (*trunk_params(hidden=(16,), activation="relu"), *training_params(epochs=5))
+
+    _with(temporary_plugin, "register_heads", Naive)
+    head = plugins.create("head", "naive:hidden=8,components=2", epochs=1)
+    assert head.options["hidden"] == (8,) and head.options["epochs"] == 1
+    assert head.options["components"] == 2  # the family's parameters join them
+    assert check_plugin("head", "naive:hidden=8,components=2")
+
+
+def test_a_run_below_the_bayes_limit_warns_that_the_exact_density_is_wrong(temporary_plugin):
+    from probreg import api
+
+    # y = x + N(0, 0.1^2), declared with sd 5: any fitted model "beats" the declared limit.
+    _with(
+        temporary_plugin,
+        "register_datasets",
+        _dataset("too-wide", lambda x, y: _normal(x, y, sd=5.0)),
+    )
+    said = []
+    api.run("too-wide", "mdn:hidden=8,components=1", epochs=20, write=False, echo=said.append)
+    assert any("below the dataset's exact Bayes limit" in line for line in said), said
+    # the right density gives no warning
+    _with(temporary_plugin, "register_datasets", _dataset("right", _normal))
+    said.clear()
+    api.run("right", "mdn:hidden=8,components=1", epochs=20, write=False, echo=said.append)
+    assert not any("Bayes limit" in line for line in said), said
+    # a log-density against a log-mass (integer targets, a continuous family) is not compared
+    import types
+
+    result = api.run("too-wide", "mdn:hidden=8,components=1", epochs=20, write=False, quiet=True)
+    assert api.below_bayes_limit(result)
+    mass = lambda x, y: _normal(x, y, sd=5.0)  # noqa: E731 - marked as a mass below
+    mass.discrete = True
+    data = types.SimpleNamespace(**{**vars(result.data), "log_density": mass})
+    assert api.below_bayes_limit(types.SimpleNamespace(**{**vars(result), "data": data})) is None
+
+
+def test_check_family_refuses_a_parameter_every_family_head_already_has(temporary_plugin):
+    from probreg.families.gaussian_mixture import GaussianMixtureFamily
+    from probreg.params import Param
+
+    class Clash(GaussianMixtureFamily):
+        """A mixture that wants its own 'hidden'."""
+
+        name = "clash"
+        params = (*GaussianMixtureFamily.params, Param("hidden", "int", 3, "a clash"))
+
+    _with(temporary_plugin, "register_families", Clash)
+    with pytest.raises(ContractError, match="declares hidden, which family heads already have"):
+        check_plugin("family", "clash")

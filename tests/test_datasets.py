@@ -281,3 +281,15 @@ def test_bundled_data_loads_from_a_regular_wheel(tmp_path):
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "27"
+
+
+def test_inconsistent_data_from_a_plugin_is_a_one_line_plugin_error():
+    from probreg.datasets import Data
+    from probreg.errors import PluginError
+
+    x, y = np.zeros((5, 1)), np.zeros((5, 1))
+    with pytest.raises(PluginError, match="2 y_names for 1 target columns") as names:
+        Data(x, y, x, y, x, y, ("x",), ("a", "b"))
+    assert isinstance(names.value, ValueError)  # what it raised before
+    with pytest.raises(PluginError, match="x_val and y_val with different numbers of rows"):
+        Data(x, y, x[:3], y, x, y, ("x",), ("y",))

@@ -148,7 +148,7 @@ def test_several_local_devices_on_one_host(tmp_path):
                 "probreg",
                 "run",
                 "--dataset",
-                DATA,
+                "spiral:n=2001,val=401,test=1000",  # batches that do not split evenly
                 "--head",
                 f"{HEAD},ema=0.99",  # the weight average is swapped in on every device too
                 "--devices",

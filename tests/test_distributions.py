@@ -175,3 +175,27 @@ def test_combined_mixture_is_the_average_of_its_members(rng):
     expected = np.log(np.mean([np.exp(m.log_prob(y)) for m in members], axis=0))
     np.testing.assert_allclose(combined.log_prob(y), expected, rtol=1e-10)
     np.testing.assert_allclose(combined.mean(), np.mean([m.mean() for m in members], axis=0))
+
+
+def test_affine_params_add_only_what_the_base_has_of_its_own():
+    mixture = GaussianMixture(np.zeros((2, 2)), np.ones((2, 2, 1)), np.ones((2, 2, 1)))
+
+    from probreg.distributions import Distribution
+
+    class Plain(GaussianMixture):  # a plugin distribution without params() of its own
+        params = Distribution.params  # the generic mean and variance
+        param_axes = Distribution.param_axes
+
+    moved = AffineTransformed(mixture, np.array([1.0]), np.array([2.0]))
+    assert set(moved.params()) == {
+        "mean",
+        "variance",
+        "standardised_weight",
+        "standardised_mean",
+        "standardised_scale",
+    }
+    plain = AffineTransformed(
+        Plain(mixture.log_weights, mixture.means, mixture.scales), np.array([1.0]), np.array([2.0])
+    )
+    assert set(plain.params()) == set(plain.param_axes()) == {"mean", "variance"}
+    np.testing.assert_allclose(plain.params()["mean"], 1.0 + 2.0 * mixture.mean())

@@ -122,8 +122,8 @@ def test_quantile_levels_are_checked_and_named_columns_stay_distinct(fitted):
         ([], "q must be a level or a list of levels in (0, 1), not []"),
         ([0.5, True], "quantile levels must lie strictly between 0 and 1"),
         # a DataFrame's columns would repeat: <y>_q0.5 twice, as probreg predict refuses
-        ([0.5, 0.5], "both make the column <y>_q0.5"),
-        ([0.1, 0.1000001], "both make the column <y>_q0.1"),
+        ([0.5, 0.5], "quantile level 0.5 is given twice"),
+        (np.array([0.25, 0.25]), "quantile level 0.25 is given twice"),
         (np.array([[0.1, 0.9], [0.2, 0.8]]), "not array([[0.1, 0.9], [0.2, 0.8]])"),
         ([[0.1], [0.9]], "quantile levels must lie strictly between 0 and 1"),
     ]:

@@ -165,10 +165,61 @@ def test_claim_builds_aside_and_swaps_in(tmp_path):
         (claim.staging / "new").write_text("2")
         raise KeyboardInterrupt
     assert (out / "new").read_text() == "1" and rundir.read_marker(out)["run_id"] == first
-    with rundir.claim(out, force=True, kind="compare") as claim:
+    with (
+        pytest.raises(UsageError, match="is a probreg run folder, not a compare folder"),
+        rundir.claim(out, force=True, kind="compare"),
+    ):
+        pass
+    with rundir.claim(out, force=True) as claim:
         (claim.staging / "new").write_text("3")
-    assert (out / "new").read_text() == "3" and rundir.read_marker(out)["kind"] == "compare"
+    assert (out / "new").read_text() == "3" and rundir.read_marker(out)["kind"] == "run"
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+
+
+def test_force_keeps_your_own_files_in_a_run_folder(tmp_path):
+    out = tmp_path / "out"
+    with rundir.claim(out) as claim:
+        (claim.staging / "metrics.json").write_text("{}")
+    assert rundir.read_marker(out)["entries"] == [rundir.MARKER, "metrics.json"]
+    (out / "export").mkdir()  # what probreg export writes into a run later is probreg's
+    with rundir.claim(out, force=True) as claim:
+        (claim.staging / "metrics.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    for force in (False, True):
+        with (
+            pytest.raises(
+                UsageError, match=r"holds files probreg did not write there \(notes.txt\)"
+            ),
+            rundir.claim(out, force=force),
+        ):
+            pass
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    (out / ".DS_Store").write_text("")  # what a file browser leaves is not the user's work
+    with rundir.claim(out, force=True):
+        pass
+    # A folder from before markers listed their entries is replaced as it always was.
+    marker = json.loads((out / rundir.MARKER).read_text())
+    del marker["entries"]
+    (out / rundir.MARKER).write_text(json.dumps(marker))
+    (out / "notes.txt").write_text("mine")
+    with rundir.claim(out, force=True):
+        pass
+    assert not (out / "notes.txt").exists()
+
+
+def test_a_generated_name_moves_on_when_it_is_taken(tmp_path):
+    out = tmp_path / "runs" / "stamp"
+    with rundir.claim(out):  # another writer holds the generated name
+        with rundir.claim(out, unique=True) as second:
+            pass
+        with rundir.claim(out, unique=True) as third:  # stamp-2 is there now
+            pass
+    assert (second.path.name, third.path.name) == ("stamp-2", "stamp-3")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["stamp", "stamp-2", "stamp-3"]
+    with rundir.claim(out, unique=True) as fourth:  # every name so far is a finished folder
+        pass
+    assert fourth.path.name == "stamp-4"
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path):
@@ -493,7 +544,7 @@ def test_untrusted_strings_are_never_a_command_and_are_shortened(small_run, tmp_
         (["--seed", str(2**32)], "is not in the range 0<=x<=4294967295"),
         (["--head", f"{HEAD},learning_rate=1e300"], "'learning_rate': 1e+300 does not fit"),
         (["--head", "mdn:hidden=1e20"], "'1e20' is not an integer"),
-        (["--head", "mdn:hidden=100000000000000000000"], "cannot build its model"),
+        (["--head", "mdn:hidden=100000000000000000000"], "outside -2147483647 to 2147483647"),
         (["--dataset", "csv:path=BIG,x=x,y=y"], "input column 'x' has values too large"),
     ],
 )

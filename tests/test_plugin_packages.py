@@ -113,7 +113,7 @@ def test_broken_package_warns_once_and_everything_else_works(broken_package):
     assert "mdn" in listed.stdout
     shown = probreg("plugins", "--json", pythonpath=broken_package)
     broken = next(p for p in json.loads(shown.stdout) if p["name"] == "probreg-broken")
-    assert "ModuleNotFoundError" in broken["error"]
+    assert "ModuleNotFoundError" in broken["error"] and broken["version"] == "1.0"
     # Only a command that needs something the broken package would provide fails, naming it.
     failed = probreg("run", "--head", "brokenhead", pythonpath=broken_package)
     assert failed.returncode == 2

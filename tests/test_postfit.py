@@ -186,3 +186,23 @@ def test_options_are_checked_before_training():
     with pytest.raises(UsageError, match="1-D"):
         api.run("robot-arm:n=200,val=50,test=50", HEAD, write=False, quiet=True, recalibrate=True)
     assert cli.MONITORS == postfit.MONITORS
+
+
+def test_progress_counts_the_rows_held_out_for_conformal_calibration():
+    said = []
+    result = api.run(DATA, HEAD, epochs=1, conformal=0.25, write=False, echo=said.append)
+    assert result.metrics["rows"]["train"] == 525
+    assert any(
+        "on 525 rows (250 validation, 300 test, 175 held out for conformal" in s for s in said
+    )
+
+
+def test_a_damaged_recalibration_map_is_named(calibrated_run, tmp_path):
+    import shutil
+
+    _, out = calibrated_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    (copy / postfit.RECALIBRATION).write_text('{"knots": [0, 1], "values": [1, 0]}')
+    with pytest.raises(UsageError, match=f"'{copy / postfit.RECALIBRATION}' is unreadable"):
+        postfit.load_map(copy)

@@ -153,9 +153,9 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
             (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.5,"),
             "not a comma-separated list",
         ),
-        (  # two levels that would write one column name twice
-            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.1000000001,0.1"),
-            "quantile levels 0.1000000001 and 0.1 both make the column <y>_q0.1",
+        (  # a level given twice would write one column name twice
+            (str(small_run.run_dir), "--input", str(inputs), "--quantiles", "0.1,0.10"),
+            "quantile level 0.1 is given twice",
         ),
         (
             (str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"),
@@ -241,3 +241,22 @@ def test_an_output_column_that_would_repeat_an_input_column_is_refused(tmp_path)
     assert not (tmp_path / "out.csv").exists()
     header, _ = predict(run.run_dir, new, tmp_path / "out.csv", quantiles=[0.5])
     assert header == ["weight_1", "y_q0.5"]
+
+
+def test_numbers_are_written_with_every_digit(small_run, tmp_path, monkeypatch):
+    import probreg.predict
+
+    x = 0.1234567890123456789
+    source = write_csv(tmp_path / "in.csv", ["x"], [[repr(x)]])
+    header, _ = predict(small_run.run_dir, source, tmp_path / "out.csv", quantiles=[0.9999999])
+    file_header, values = read_csv(tmp_path / "out.csv")
+    assert header == file_header == ["x", "y_q0.9999999"]  # not y_q1
+    assert values[0, 0] == x  # the input read back exactly, not to 9 digits
+    expected = small_run.predictor.distribution(np.array([[x]])).quantile(0.9999999)[0, 0]
+    assert values[0, 1] == expected
+    with pytest.raises(UsageError, match="quantile level 0.5 is given twice"):
+        predict(small_run.run_dir, source, "-", quantiles=[0.5, 0.5])
+    monkeypatch.setattr(probreg.predict, "MAX_DRAWN_VALUES", 10)
+    with pytest.raises(UsageError, match="--samples 11 for 1 input rows makes 11 values, more"):
+        predict(small_run.run_dir, source, tmp_path / "big.csv", samples=11)
+    assert not (tmp_path / "big.csv").exists()

@@ -89,6 +89,14 @@ def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(PluginError, match="head 'ghost' from plugin package 'probreg-ghost' 1.2.0"):
         probreg.load_run(copy)
+    # a family from a package that is gone is named too (the head itself is built in)
+    config = json.loads((small_run.run_dir / "config.json").read_text())
+    assert config["family"]["spec"].startswith("gaussian_mixture")
+    config["head"]["spec"] = "mdn:family=laplace,components=5,hidden=32+32"
+    config["family"] = {"spec": "laplace", "package": "probreg-laplace", "version": "0.1.0"}
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PluginError, match="family 'laplace' from plugin package 'probreg-laplace'"):
+        probreg.load_run(copy)
 
 
 def test_corrupt_config_is_a_one_line_error(small_run, tmp_path):

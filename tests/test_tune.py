@@ -550,6 +550,16 @@ def test_the_best_line_says_when_the_defaults_trial_won():
     lost = {"best": {"number": 3, "value": 1.25}, "default": default}
     assert best_line("nll", lost) == "best validation nll 1.2500 (the head's defaults: 1.5000)"
     assert best_line("crps", {**lost, "default": None}) == "best validation crps 1.2500"
+    # a baseline outside the space that beats every trial is what to keep
+    baseline = {"number": None, "value": 1.0, "spec": "mdn"}
+    beaten = {"best": {"number": 3, "value": 1.25, "spec": "mdn:hidden=16"}, "default": baseline}
+    assert best_line("nll", beaten) == (
+        "the head's defaults beat every trial: validation nll 1.0000 against 1.2500 for the "
+        "best trial; keep the defaults"
+    )
+    from probreg.tune_report import chosen
+
+    assert chosen(beaten)["spec"] == "mdn" and chosen(lost)["number"] == 3
 
 
 def test_a_search_whose_every_trial_fails_stops(tmp_path, monkeypatch):
@@ -617,3 +627,15 @@ def test_a_study_name_reused_for_another_problem_is_refused(tmp_path, monkeypatc
     with pytest.raises(UsageError, match=r"or --force \(force=True\) to start afresh$"):
         tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", **folder)
     assert tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", force=True, **folder).best_value
+
+
+@pytest.mark.parametrize("study", ["../../escape", "a/b", "..", "."])
+def test_a_study_name_that_is_a_path_is_refused_before_any_folder(study, tmp_path, monkeypatch):
+    from probreg import tuning
+
+    work = tmp_path / "work" / "here"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    with pytest.raises(UsageError, match="cannot name a folder under tunes/"):
+        tuning.tune(SMALL_DATA, SMALL_HEAD, trials=1, epochs=1, study=study, quiet=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "work"]

@@ -184,11 +184,16 @@ class AffineTransformed(Distribution):
         """The mean and variance in data units, then the base's own parameters, which stay in
         the model's standardised units and say so: ``standardised_<name>``."""
         base = {f"standardised_{k}": v for k, v in self.base.params().items()}
-        return {"mean": self.mean(), "variance": self.variance(), **base}
+        return {"mean": self.mean(), "variance": self.variance(), **self._own(base)}
 
     def param_axes(self) -> dict[str, tuple[str, ...]]:
         base = {f"standardised_{k}": v for k, v in self.base.param_axes().items()}
-        return {**Distribution.param_axes(self), **base}
+        return {**Distribution.param_axes(self), **self._own(base)}
+
+    def _own(self, base: dict) -> dict:
+        """The base's parameters, unless they are only the generic mean and variance, which
+        the data-unit ones already give."""
+        return base if type(self.base).params is not Distribution.params else {}
 
 
 class EqualMixture(Distribution):
