@@ -299,8 +299,9 @@ def run(
             say(warning)
         if claimed is not None:
             claimed.commit()
-            target = Path(target).with_name(claimed.path.name)  # a generated name may move on
-            result.run_dir = target
+            if not given:  # a generated name may have moved on to -2, -3...
+                target = Path(target).with_name(claimed.path.name)
+            result.run_dir = Path(target)
             say(f"Wrote {target}")
     return result
 
@@ -312,7 +313,7 @@ def below_bayes_limit(result: RunResult) -> str | None:
     nats and four standard errors of the per-row differences means the dataset's
     ``log_density`` is wrong. A log-mass and a log-density are not compared."""
     gap, data = result.metrics.get("bayes_gap"), result.data
-    if gap is None or gap >= -0.01:
+    if gap is None or not gap < -0.01:  # NaN too
         return None
     if bool(getattr(data.log_density, "discrete", False)) != bool(
         getattr(result.distribution, "discrete", False)

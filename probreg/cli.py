@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except SystemExit as error:  # commands return their code: this came from plugin code
-        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click met a closed stdout
+        if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":  # click: closed stdout
             sys.stdout = getattr(sys.stdout, "wrapped", sys.stdout)  # for a later main([...])
+            sys.stderr = getattr(sys.stderr, "wrapped", sys.stderr)
             _drop_stdout()
             sys.exit(141)
         _fail(

@@ -257,7 +257,9 @@ def compare(
                 + postfit.report_sections(runs),
             )
             claimed.commit()
-            comparison.report_dir = Path(target).with_name(claimed.path.name)
+            comparison.report_dir = (
+                Path(target) if given else Path(target).with_name(claimed.path.name)
+            )
             say(f"Wrote {comparison.report_dir / 'report.html'}")
     return comparison
 

@@ -146,15 +146,23 @@ def input_rows(x: Any, shape: Sequence[int], dtype: Any = np.float64) -> np.ndar
     return rows
 
 
-def exact_log_density(log_density: LogDensity, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``log_density(x, y)`` for ``m`` rows, checked to be one value per row, shape ``(m,)``;
-    a dataset plugin that returns another shape gets a one-line error instead of a
-    silently broadcast Bayes limit."""
+def exact_log_density(
+    log_density: LogDensity, x: np.ndarray, y: np.ndarray, *, at_data: bool = True
+) -> np.ndarray:
+    """``log_density(x, y)`` for ``m`` rows, checked to be one value per row, shape ``(m,)``,
+    and (``at_data``: the rows are drawn data) finite: a dataset plugin that breaks either
+    gets a one-line error instead of a silently broadcast or infinite Bayes limit."""
     values = np.asarray(log_density(x, y), dtype=np.float64)
     if values.shape != (len(x),):
         raise PluginError(
             f"the dataset's log_density returned shape {values.shape} for {len(x)} rows; it "
             f"must return one log-density per row, shape ({len(x)},)"
+        )
+    bad = np.flatnonzero(~np.isfinite(values)) if at_data else ()
+    if len(bad):
+        raise PluginError(
+            f"the dataset's log_density is {values[bad[0]]} at row {bad[0]}, a drawn point: "
+            "the exact density must be positive wherever the data fall"
         )
     return values
 

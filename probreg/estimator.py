@@ -428,7 +428,7 @@ def _x_names(feature_names: np.ndarray | None, X: np.ndarray) -> list[str]:
 
 
 def _levels(q: float | Sequence[float]) -> list[float]:
-    """``q`` (a level or a list of levels) as a list of floats, each strictly in (0, 1)."""
+    """``q`` (a level or a list of levels) as a list, each strictly in (0, 1)."""
     from probreg.predict import is_level
 
     levels = [q] if isinstance(q, numbers.Real) else q
@@ -436,7 +436,7 @@ def _levels(q: float | Sequence[float]) -> list[float]:
         raise EstimatorError(f"q must be a level or a list of levels in (0, 1), not {shown(q)}")
     if not all(is_level(v) for v in levels):
         raise EstimatorError(f"quantile levels must lie strictly between 0 and 1, not {shown(q)}")
-    return [float(v) for v in levels]
+    return list(levels)  # as given: a float32 0.1 keeps its name, 0.1
 
 
 def _trunk_factory(trunk: Any, input_shape: tuple[int, ...]) -> Callable[[], Any] | None:

@@ -40,8 +40,8 @@ def param_columns(
 
 
 def level_names(quantiles: Sequence[float]) -> list[str]:
-    """The column-name parts of quantile levels (each level's shortest exact text, e.g.
-    ``0.05``), or a one-line error for a level outside (0, 1) or one given twice."""
+    """The column-name parts of quantile levels (:func:`level_text`, e.g. ``0.05``), or a
+    one-line error for a level outside (0, 1) or one given twice."""
     if not is_flat_list(quantiles):
         raise UsageError(
             f"quantiles must be a list of levels, e.g. [0.05, 0.95], not {shown(quantiles)}"
@@ -54,15 +54,16 @@ def level_names(quantiles: Sequence[float]) -> list[str]:
     for i, name in enumerate(named):
         if name in named[:i]:
             raise UsageError(
-                f"quantile level {name} is given twice; each names one column <y>_q{name}"
+                f"quantile level {name} is given twice; each level names one column <y>_q{name}"
             )
     return named
 
 
 def level_text(q: float) -> str:
-    """A level's shortest exact text in its own precision: ``0.05``, ``1e-05``, ``0.9999999``
-    (not ``1``), and ``0.1`` for a float32 0.1."""
-    return str(q) if isinstance(q, np.floating) else repr(float(q))
+    """A level as a column name, to 15 significant digits in its own precision: ``0.05``,
+    ``1e-05``, ``0.9999999`` (not ``1``), ``0.3`` for ``0.1 + 0.2`` and ``0.1`` for a float32
+    0.1."""
+    return str(q) if isinstance(q, np.floating) else f"{float(q):.15g}"
 
 
 #: The most drawn values one ``predict`` table holds (about 2 GB of CSV text).

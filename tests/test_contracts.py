@@ -238,6 +238,13 @@ def _square(x, y):  # (m, 1) against (m,): broadcasts to (m, m)
             r"shape \(400, 1\)|shape \(150, 1\)",
         ),
         ("square-density", _square, None, r"shape \(\d+, \d+\)"),
+        # zero density where a target was drawn
+        (
+            "zero-density",
+            lambda x, y: np.where(y[:, 0] > 0.5, -np.inf, _normal(x, y)),
+            None,
+            "-inf at row",
+        ),
         (
             "unnormalised-2d",
             lambda x, y: 1.0 + _normal(x, y[:, :1]) + _normal(x, y[:, 1:]),
@@ -317,6 +324,20 @@ def test_a_family_head_declaring_params_like_any_head_gets_them(temporary_plugin
     assert head.options["hidden"] == (8,) and head.options["epochs"] == 1
     assert head.options["components"] == 2  # the family's parameters join them
     assert check_plugin("head", "naive:hidden=8,components=2")
+
+
+def test_a_zero_exact_density_at_the_data_is_refused_before_training(temporary_plugin, tmp_path):
+    from probreg import api
+    from probreg.errors import PluginError
+
+    _with(
+        temporary_plugin,
+        "register_datasets",
+        _dataset("holes", lambda x, y: np.where(y[:, 0] > 0.5, -np.inf, _normal(x, y))),
+    )
+    with pytest.raises(PluginError, match="log_density is -inf at row"):
+        api.run("holes", "mdn:hidden=8", epochs=1, output=tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_below_the_bayes_limit_warns_that_the_exact_density_is_wrong(temporary_plugin):

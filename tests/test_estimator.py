@@ -134,6 +134,8 @@ def test_quantile_levels_are_checked_and_named_columns_stay_distinct(fitted):
         twice = model.predict_quantiles(X.iloc[:3].to_numpy(), [0.5, 0.5])
     np.testing.assert_array_equal(twice[:, 0], twice[:, 1])
     assert model.predict_quantiles(X.iloc[:3], np.float32(0.5)).shape == (3, 1)
+    named = model.predict_quantiles(X.iloc[:3], [np.float32(0.1), 0.1 + 0.2, 1e-05])
+    assert [c.rpartition("_q")[2] for c in named.columns] == ["0.1", "0.3", "1e-05"]
     with pytest.raises(EstimatorError, match="n_samples must be a positive integer, not True"):
         model.sample(X.iloc[:3], True)
 

@@ -208,6 +208,12 @@ def test_force_keeps_your_own_files_in_a_run_folder(tmp_path):
     assert not (out / "notes.txt").exists()
 
 
+def test_an_output_given_as_dot_is_used_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = api.run(DATA, f"{HEAD},epochs=1", output=".", quiet=True)
+    assert result.run_dir == Path(".") and (tmp_path / "metrics.json").is_file()
+
+
 def test_a_generated_name_moves_on_when_it_is_taken(tmp_path):
     out = tmp_path / "runs" / "stamp"
     with rundir.claim(out):  # another writer holds the generated name
