@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -101,8 +102,13 @@ MONITOR = click.option(
 )
 
 
+#: The Python keyword the API's messages add after a flag ("use --force (force=True)"):
+#: on the command line, the flag alone.
+_KEYWORD_HINT = re.compile(r" \((?:force=True|output=|study=|storage=)\)")
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"Error: {shorten(message, 2000)}", err=True)
+    click.echo(f"Error: {shorten(_KEYWORD_HINT.sub('', message), 2000)}", err=True)
     sys.exit(code)
 
 

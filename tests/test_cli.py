@@ -100,7 +100,7 @@ def test_existing_output_needs_force(tmp_path):
     with rundir.claim(out) as claim:  # a folder probreg made (it holds the marker)
         (claim.staging / "metrics.json").write_text("{}")
     result = probreg("run", "--output", str(out))
-    assert_one_line_error(result, "already exists; use --force (force=True) to replace it")
+    assert_one_line_error(result, "already exists; use --force to replace it")  # no keyword
 
 
 def test_force_refuses_to_wipe_an_unrelated_folder(tmp_path):

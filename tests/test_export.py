@@ -128,7 +128,7 @@ def test_the_command_writes_and_refuses_to_overwrite(small_run, tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, env=ENV)
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (
-        f"Error: output '{out}' already exists; use --force (force=True) to replace it"
+        f"Error: output '{out}' already exists; use --force to replace it"
     )
     forced = subprocess.run([*args, "--force"], capture_output=True, text=True, env=ENV)
     assert forced.returncode == 0, forced.stderr
