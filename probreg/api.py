@@ -299,9 +299,8 @@ def run(
             say(warning)
         if claimed is not None:
             claimed.commit()
-            if not given:  # a generated name may have moved on to -2, -3...
-                target = Path(target).with_name(claimed.path.name)
-            result.run_dir = Path(target)
+            target = claimed.shown  # a generated name may have moved on to -2, -3...
+            result.run_dir = target
             say(f"Wrote {target}")
     return result
 

@@ -257,9 +257,7 @@ def compare(
                 + postfit.report_sections(runs),
             )
             claimed.commit()
-            comparison.report_dir = (
-                Path(target) if given else Path(target).with_name(claimed.path.name)
-            )
+            comparison.report_dir = claimed.shown  # a generated name may have moved on
             say(f"Wrote {comparison.report_dir / 'report.html'}")
     return comparison
 

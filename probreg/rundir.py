@@ -237,6 +237,7 @@ class Claim:
     replaces: bool  # something (a probreg folder, or an empty one) is there now
     force: bool = False
     committed: bool = False
+    shown: Path | None = None  # ``path`` as the caller gave it (a generated name moved on)
 
     def commit(self, state: str = "complete") -> Path:
         """Mark the staging folder finished and swap it in; the old folder goes only after.
@@ -347,7 +348,8 @@ def claim(
             raise UsageError(
                 f"cannot write to output directory '{shown}': {error.strerror or error}"
             ) from None
-        claimed = Claim(target, staging, kind, run_id, replaces, force)
+        moved = Path(shown).with_name(target.name) if unique else Path(shown)
+        claimed = Claim(target, staging, kind, run_id, replaces, force, shown=moved)
         try:
             yield claimed
             if not claimed.committed:

@@ -589,50 +589,28 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
 
     log_density(data.x_test, data.y_test, at_data=True)
     done.append("log_density gives one finite value per test row")
+    x_all = np.concatenate([data.x_train, data.x_test])
     y_all = np.concatenate([data.y_train, data.y_test])
-    discrete = bool(getattr(data.log_density, "discrete", False))
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(data.x_test))[:40]
-    if discrete and data.output_dim == 1:
-        low, high = y_all.min(axis=0), y_all.max(axis=0)
-        span = high - low
-        ks = np.arange(np.floor(low[0] - 2 * span[0]) - 50, np.ceil(high[0] + 2 * span[0]) + 51)
-        pit = []
-        for i in rows:
-            x0, y0 = data.x_test[i], data.y_test[i, 0]
-            mass = np.exp(log_density(np.repeat(x0[None], len(ks), 0), ks[:, None]))
-            _require(
-                abs(mass.sum() - 1.0) < 1e-6,
-                f"log_density's mass at test row {i} sums to {mass.sum():.6f} over the "
-                f"integers {ks[0]:.0f} to {ks[-1]:.0f}, not 1",
-            )
-            pit.append(mass[ks < y0].sum() + rng.uniform() * mass[ks == y0].sum())
+
+    def near(x0: np.ndarray, count: int) -> np.ndarray:
+        """The targets of the ``count`` rows nearest ``x0``: where its density lives."""
+        return y_all[np.argsort(((x_all - x0) ** 2).sum(axis=1))[:count]]
+
+    if getattr(data.log_density, "discrete", False):
+        if data.output_dim > 1:
+            return [*done, "a mass over more than one target: not checked"]
+        pit = _mass_pit(log_density, data, rows, y_all, rng)
         done.append("exact mass sums to 1 over the integers")
-    elif discrete:
-        done.append("a mass over more than one target: not checked")
-        return done
     elif data.output_dim == 1:
-        span = np.ptp(y_all[:, 0]) + 1e-12
-        reach = (y_all[:, 0].min() - span, y_all[:, 0].max() + span)
-        x_all = np.concatenate([data.x_train, data.x_test])
-        pit = []
-        for count, i in enumerate(rows):
-            x0, y0 = data.x_test[i], data.y_test[i, 0]
-            nearest = np.argsort(((x_all - x0) ** 2).sum(axis=1))[:10]
-            hints = np.append(y_all[nearest, 0], y0)  # where this row's density lives
-            grids = (2001, 4001) if count < 3 else (201, 401)  # the first rows closely
-            total, below = _integrate_density(log_density, x0, y0, *reach, hints, *grids)
-            _require(
-                total > 0 and (count >= 3 or abs(total - 1.0) < 2e-3),
-                f"log_density at test row {i} integrates to {total:.4f} over y, not 1",
-            )
-            pit.append(below / total)
+        pit = _density_pit(log_density, data, rows, y_all, near)
         done.append("exact density integrates to 1 over y")
     else:
-        x_all = np.concatenate([data.x_train, data.x_test])
         checked = 0
         for i in rows[:3]:
-            estimate, error, ess = _importance_total(log_density, data.x_test[i], x_all, y_all, rng)
+            x0 = data.x_test[i]
+            estimate, error, ess = _importance_total(log_density, x0, near(x0, 20), y_all, rng)
             if ess < 200:  # too narrow for these draws to say anything: not a failure
                 continue
             checked += 1
@@ -641,15 +619,13 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
                 f"log_density at test row {i} integrates to about {estimate:.3f} over y "
                 "(importance sampling), not 1",
             )
-        done.append(
-            "exact density integrates to 1 over y (importance sampling)"
-            if checked == 3
-            else f"exact density integrates to 1 over y on {checked} of 3 rows (importance "
-            "sampling; the rest too narrow to sample)"
-            if checked
-            else "exact density too narrow to check by importance sampling: not checked"
-        )
-        return done
+        if checked == 0:
+            return [*done, "exact density too narrow to check by importance sampling"]
+        return [
+            *done,
+            f"exact density integrates to 1 over y on {checked} of 3 rows (importance "
+            "sampling; any others too narrow to sample)",
+        ]
     from scipy import stats
 
     p_value = stats.kstest(pit, "uniform").pvalue
@@ -660,6 +636,44 @@ def check_dataset(spec: str, seed: int = 0) -> list[str]:
     )
     done.append(f"the test targets' PIT under log_density is uniform ({len(pit)} rows)")
     return done
+
+
+def _mass_pit(log_density, data, rows, y_all: np.ndarray, rng: np.random.Generator) -> list:
+    """Each row's mass sums to 1 over the integers around the targets; the test targets'
+    randomised PIT under it."""
+    low, high = y_all[:, 0].min(), y_all[:, 0].max()
+    span = high - low
+    ks = np.arange(np.floor(low - 2 * span) - 50, np.ceil(high + 2 * span) + 51)
+    pit = []
+    for i in rows:
+        x0, y0 = data.x_test[i], data.y_test[i, 0]
+        mass = np.exp(log_density(np.repeat(x0[None], len(ks), 0), ks[:, None]))
+        _require(
+            abs(mass.sum() - 1.0) < 1e-6,
+            f"log_density's mass at test row {i} sums to {mass.sum():.6f} over the "
+            f"integers {ks[0]:.0f} to {ks[-1]:.0f}, not 1",
+        )
+        pit.append(mass[ks < y0].sum() + rng.uniform() * mass[ks == y0].sum())
+    return pit
+
+
+def _density_pit(log_density, data, rows, y_all: np.ndarray, near) -> list:
+    """The first rows' density integrates to 1 (closely, on fine grids); the test targets'
+    PIT under it."""
+    span = np.ptp(y_all[:, 0]) + 1e-12
+    reach = (y_all[:, 0].min() - span, y_all[:, 0].max() + span)
+    pit = []
+    for count, i in enumerate(rows):
+        x0, y0 = data.x_test[i], data.y_test[i, 0]
+        hints = np.append(near(x0, 10)[:, 0], y0)  # where this row's density lives
+        grids = (2001, 4001) if count < 3 else (201, 401)
+        total, below = _integrate_density(log_density, x0, y0, *reach, hints, *grids)
+        _require(
+            total > 0 and (count >= 3 or abs(total - 1.0) < 2e-3),
+            f"log_density at test row {i} integrates to {total:.4f} over y, not 1",
+        )
+        pit.append(below / total)
+    return pit
 
 
 def _integrate_density(
@@ -713,15 +727,14 @@ def _integrate_density(
 
 
 def _importance_total(
-    log_density, x0: np.ndarray, x_all: np.ndarray, y_all: np.ndarray, rng: np.random.Generator
+    log_density, x0: np.ndarray, near: np.ndarray, y_all: np.ndarray, rng: np.random.Generator
 ) -> tuple[float, float, float]:
     """The integral of ``exp(log_density(x0, .))`` over ``y`` (any dimension), its standard
     error and the effective sample size, by importance sampling from a defensive mixture: half
-    a wide Gaussian over the data's range, half kernels on the targets of the 20 rows nearest
-    ``x0`` (where the density lives)."""
+    a wide Gaussian over the data's range, half kernels on ``near`` (the targets of the rows
+    nearest ``x0``, where the density lives)."""
     draws_count, d = 200_000, y_all.shape[1]
     centre, spread = y_all.mean(axis=0), 2.0 * y_all.std(axis=0) + 1e-12
-    near = y_all[np.argsort(((x_all - x0) ** 2).sum(axis=1))[:20]]
     width = 0.05 * spread
     wide = centre + spread * rng.standard_normal((draws_count // 2, d))
     local = near[rng.integers(0, len(near), draws_count // 2)] + width * rng.standard_normal(

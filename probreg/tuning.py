@@ -633,6 +633,12 @@ def tune(
         raise UsageError(
             f"--study {shown(study)} is not a name; give one, or leave it out for the default name"
         )
+    given = files.given_output(output)
+    if write and not given and study and (study.strip(".") == "" or set("/\\\0") & set(study)):
+        raise UsageError(  # before any storage or folder is opened
+            f"--study {shown(study)} cannot name a folder under tunes/: leave out path "
+            "separators and dot-only names, or give the folder with --output (output=)"
+        )
     # Check every spec before touching storage or folders.
     dataset_ = plugins.create("dataset", dataset)
     overrides = {} if epochs is None else {"epochs": epochs}
@@ -645,12 +651,6 @@ def tune(
     opened = None if storage is None else open_storage(storage, heartbeat)
     tune_dir = None
     if write:
-        given = files.given_output(output)
-        if not given and (name.strip(".") == "" or any(c in name for c in "/\\\0")):
-            raise UsageError(
-                f"--study {shown(name)} cannot name a folder under tunes/: leave out path "
-                "separators and dot-only names, or give the folder with --output (output=)"
-            )
         tune_dir, _ = open_tune_dir(Path(given or Path("tunes") / name), force, name)
     own_storage = storage is None
     if own_storage:

@@ -639,3 +639,7 @@ def test_a_study_name_that_is_a_path_is_refused_before_any_folder(study, tmp_pat
     with pytest.raises(UsageError, match="cannot name a folder under tunes/"):
         tuning.tune(SMALL_DATA, SMALL_HEAD, trials=1, epochs=1, study=study, quiet=True)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "work"]
+    database = f"sqlite:///{work / 'shared.db'}"  # a storage of one's own is not opened either
+    with pytest.raises(UsageError, match="cannot name a folder under tunes/"):
+        tuning.tune(SMALL_DATA, SMALL_HEAD, trials=1, study=study, storage=database, quiet=True)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "work"]
