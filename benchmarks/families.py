@@ -49,22 +49,20 @@ CASES = {
     ],
     # The spline against the Gaussian mixture on the head's default recipe (3 x 128, 200
     # epochs), where the mixture is near its estimation floor (docs/benchmarks.md). The
-    # min_bin=1e-05 rows are the spline's earlier default floor, at which training went astray
-    # on some seeds at the default learning rate (3e-3).
+    # min_bin=0.0001 rows are the spline with the previous bin floor, the affine=false ones
+    # without the per-row shift and scale in front of it: both together were the default
+    # before.
     "spiral": [
         ("spiral", "mdn:family=spline"),
-        ("spiral", "mdn:family=spline,clipnorm=1"),
-        ("spiral", "mdn:family=spline,min_bin=1e-05"),
-        ("spiral", "mdn:family=spline,min_bin=1e-05,learning_rate=0.001"),
-        ("spiral", "mdn:family=spline,bins=16,min_bin=1e-05,learning_rate=0.001"),
+        ("spiral", "mdn:family=spline,min_bin=0.0001"),
+        ("spiral", "mdn:family=spline,affine=false,min_bin=0.0001"),
         ("spiral", "mdn:family=gaussian_mixture"),
     ],
     "bishop": [
-        ("bishop:n=10000", "mdn:family=spline"),
-        ("bishop:n=10000", "mdn:family=spline,clipnorm=1"),
-        ("bishop:n=10000", "mdn:family=spline,min_bin=1e-05"),
-        ("bishop:n=10000", "mdn:family=spline,min_bin=1e-05,learning_rate=0.001"),
-        ("bishop:n=10000", "mdn:family=gaussian_mixture"),
+        ("bishop:n=10000,val=2000,test=10000", "mdn:family=spline"),
+        ("bishop:n=10000,val=2000,test=10000", "mdn:family=spline,min_bin=0.0001"),
+        ("bishop:n=10000,val=2000,test=10000", "mdn:family=spline,affine=false,min_bin=0.0001"),
+        ("bishop:n=10000,val=2000,test=10000", "mdn:family=gaussian_mixture"),
     ],
 }
 SCORES = ("nll", "crps", "energy", "variogram")

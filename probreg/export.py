@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shorten
 
 #: format -> (file or folder written inside the export folder, Keras's format name)
 FORMATS = {
@@ -168,9 +168,21 @@ class _Reader:
 
     def __init__(self, metadata: dict[str, Any]) -> None:
         from probreg import plugins
+        from probreg.heads import FamilyHead
 
         self.head = plugins.create("head", metadata["head"])
         self.width, self.output_dim = metadata["outputs"], metadata["output_dim"]
+        head = self.head
+        if isinstance(head, FamilyHead) and head.packed_width(self.output_dim) != self.width:
+            # Exported before an option changed the layout (the spline's affine map): the
+            # metadata has no layer config, so read it as a layer from before that option.
+            head.adopt_layer_config({})
+            if head.packed_width(self.output_dim) != self.width:
+                raise UsageError(
+                    f"export metadata does not fit: head '{shorten(metadata['head'], 60)}' makes "
+                    f"{head.packed_width(self.output_dim)} parameters per row, the export "
+                    f"{self.width}; export the run again"
+                )
         self.mean = np.asarray(metadata["y_scaling"]["mean"], np.float64)
         self.scale = np.asarray(metadata["y_scaling"]["scale"], np.float64)
 

@@ -156,6 +156,10 @@ class Head(Plugin):
         for module in self.keras_modules:
             importlib.import_module(module)
 
+    def after_load(self, model: keras.Model) -> None:
+        """Called with a model loaded from a run folder, before it predicts: a head whose
+        options the saved model fixes (one saved before an option existed) reads them here."""
+
     def before_fit(self, model: keras.Model, y_scaling: Any) -> None:
         """Called once before training with the built model and the target's
         :class:`~probreg.runs.Standardizer`; a no-op by default."""
@@ -258,6 +262,26 @@ class FamilyHead(Head):
     def prepare_load(self) -> None:
         super().prepare_load()
         self.family.layer_class()
+
+    def after_load(self, model) -> None:
+        """Take the options the saved family layer fixes (:meth:`adopt_layer_config`)."""
+        try:
+            layer = model.get_layer(self.member_layer_names()[0])
+        except ValueError:  # a model without the usual layer names: nothing to read
+            return
+        self.adopt_layer_config(layer.get_config())
+
+    def adopt_layer_config(self, config: dict[str, Any]) -> None:
+        """Take the options a saved family layer's ``config`` fixes
+        (:meth:`~probreg.families.Family.options_from_layer`); ``{}`` stands for a layer saved
+        before any of them existed."""
+        fixed = self.family.options_from_layer(config)
+        self.options.update(fixed)
+        self.family.options.update(fixed)
+
+    def packed_width(self, output_dim: int) -> int:
+        """Model outputs per row: the family's packed parameters, once per member."""
+        return self.family.layout(output_dim).size * self.members
 
     def before_fit(self, model, y_scaling) -> None:
         self.family.before_fit(model, y_scaling.mean, y_scaling.scale)

@@ -291,7 +291,8 @@ def _check_consistent(path: Path, config: dict[str, Any], predictor: Predictor) 
 
 
 def load_model(model_path: Path, head: Head):
-    """Load a ``.keras`` file in Keras safe mode (no code from the file runs)."""
+    """Load a ``.keras`` file in Keras safe mode (no code from the file runs), then let the
+    head read what the saved model fixes (:meth:`~probreg.heads.Head.after_load`)."""
     import keras
 
     if not model_path.is_file():
@@ -303,7 +304,7 @@ def load_model(model_path: Path, head: Head):
         )
     head.prepare_load()
     try:
-        return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
         reason = " ".join(str(error).split())
         if "safe_mode" in reason:
@@ -322,3 +323,5 @@ def load_model(model_path: Path, head: Head):
         raise UsageError(
             f"model file '{model_path}' is corrupt or truncated: {reason[:200]}"
         ) from None
+    head.after_load(model)
+    return model

@@ -376,6 +376,11 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
             np.allclose(keras.ops.convert_to_numpy(rebuilt(features)), out, atol=1e-6),
             "get_config / from_config does not rebuild the same layer",
         )
+        fixed = family.options_from_layer(layer.get_config())
+        _require(
+            all(family.options.get(k) == v for k, v in fixed.items()),
+            f"options_from_layer reads {fixed} from a layer the family built with other options",
+        )
         distribution = family.distribution(flat.astype(np.float64), d)
         y = distribution.sample(rng, 1)[0]
         ours = keras.ops.convert_to_numpy(family.log_prob(flat, y.astype("float32"), d))
@@ -399,7 +404,8 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
             "the loss or its gradients are not finite",
         )
         done.append(
-            f"d={d}: the layer acts on the last axis and rebuilds from its config; the keras.ops "
+            f"d={d}: the layer acts on the last axis and rebuilds from its config, which gives "
+            "back the family's options; the keras.ops "
             "log_prob matches the numpy one; FamilyNLL over (batch, time) rows; finite far away; "
             "finite loss and gradients"
         )
@@ -462,9 +468,15 @@ def check_head(spec: str, input_dim: int = 2, output_dim: int = 1, seed: int = 0
         model.compile(loss=loss)
         model.save(path)
         try:
+            spec = head.spec
             loaded = load_model(path, head)
         except UsageError as error:
             raise ContractError(f"a saved model does not load: {error}") from None
+        _require(
+            head.spec == spec,
+            f"after_load changed the options of the head that saved the model: {spec} -> "
+            f"{head.spec}",
+        )
         again = loaded(x, training=False)
     _require(
         np.array_equal(keras.ops.convert_to_numpy(outputs), keras.ops.convert_to_numpy(again)),
@@ -521,7 +533,9 @@ def check_sampler(spec: str, seed: int = 0) -> list[str]:
         sizes = rng.uniform(0.5, 1.5, size=(8, 1, 8))
         return 6.0 * sizes / sizes.sum(axis=-1, keepdims=True)
 
-    flow = SplineFlow(bins(), bins(), rng.uniform(0.5, 2.0, size=(8, 1, 7)), bound=3.0)
+    slopes = rng.uniform(0.5, 2.0, size=(8, 1, 7))
+    shift, scale = rng.normal(size=(8, 1)), rng.uniform(0.5, 2.0, size=(8, 1))
+    flow = SplineFlow(bins(), bins(), slopes, bound=3.0, loc=shift, scale=scale)
     cases = (
         ("a Gaussian mixture with two outputs", mixture(2)),
         ("a Gaussian mixture with one output", mixture(1)),

@@ -381,3 +381,19 @@ def test_check_family_refuses_a_parameter_every_family_head_already_has(temporar
     _with(temporary_plugin, "register_families", Clash)
     with pytest.raises(ContractError, match="declares hidden, which family heads already have"):
         check_plugin("family", "clash")
+
+
+def test_check_family_refuses_options_from_layer_that_misread_the_layer(temporary_plugin):
+    from probreg.families.spline import SplineFamily
+
+    class Misread(SplineFamily):
+        """A spline that reads 'affine' from a key its layer does not write."""
+
+        name = "misread"
+
+        def options_from_layer(self, config):
+            return {"affine": bool(config.get("shift", False))}
+
+    _with(temporary_plugin, "register_families", Misread)
+    with pytest.raises(ContractError, match="options_from_layer reads"):
+        check_plugin("family", "misread")

@@ -202,19 +202,22 @@ def test_discrete_crps_is_the_discrete_sum():
 # ---- spline ----------------------------------------------------------------------------------
 
 
-def _spline(rng, n=6, d=1, bins=10, bound=3.0):
+def _spline(rng, n=6, d=1, bins=10, bound=3.0, affine=False):
     widths = special.softmax(rng.normal(scale=1.5, size=(n, d, bins)), axis=-1) * 2 * bound
     heights = special.softmax(rng.normal(scale=1.5, size=(n, d, bins)), axis=-1) * 2 * bound
     slopes = np.exp(rng.normal(scale=1.0, size=(n, d, bins - 1)))
-    return SplineFlow(widths, heights, slopes, bound), np.concatenate(
-        [widths.reshape(n, -1), heights.reshape(n, -1), slopes.reshape(n, -1)], axis=1
-    )
+    loc = rng.normal(scale=2.0, size=(n, d)) if affine else np.zeros((n, d))
+    scale = np.exp(rng.normal(scale=1.0, size=(n, d))) if affine else np.ones((n, d))
+    blocks = [loc, scale] if affine else []
+    packed = np.concatenate([b.reshape(n, -1) for b in (*blocks, widths, heights, slopes)], axis=1)
+    return SplineFlow(widths, heights, slopes, bound, loc, scale), packed
 
 
-def test_spline_density_integrates_to_its_cdf_and_inverts_exactly():
+@pytest.mark.parametrize("affine", [False, True])
+def test_spline_density_integrates_to_its_cdf_and_inverts_exactly(affine):
     rng = np.random.default_rng(7)
-    flow, _ = _spline(rng)
-    ys = np.linspace(-8.0, 8.0, 160_001)
+    flow, _ = _spline(rng, affine=affine)
+    ys = np.linspace(-20.0, 20.0, 400_001)
     density = np.stack([np.exp(flow.log_prob(np.full((6, 1), y))) for y in ys[::10]], axis=1)
     cumulative = np.concatenate(
         [np.zeros((6, 1)), np.cumsum(0.5 * (density[:, 1:] + density[:, :-1]), axis=1) * 1e-3],
@@ -222,15 +225,26 @@ def test_spline_density_integrates_to_its_cdf_and_inverts_exactly():
     )
     cdf = np.stack([flow.cdf(np.full((6, 1), y))[:, 0] for y in ys[::10]], axis=1)
     np.testing.assert_allclose(cumulative + cdf[:, :1], cdf, atol=2e-4)
+    # Moments and mode against the same grid: independent of the closed forms.
+    grid = ys[::10]
+    mean = (density * grid).sum(axis=1) * 1e-3
+    variance = (density * (grid - mean[:, None]) ** 2).sum(axis=1) * 1e-3
+    np.testing.assert_allclose(flow.mean()[:, 0], mean, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(flow.variance()[:, 0], variance, rtol=1e-3, atol=1e-3)
+    # The mode is at least as high as every grid point (and may beat them on a sharp peak).
+    at_mode = np.exp(flow.log_prob(flow.mode()))
+    assert np.all(at_mode >= density.max(axis=1) * (1 - 1e-3))
+    assert np.all(at_mode <= density.max(axis=1) * 1.02)
     y = rng.normal(scale=3.0, size=(6, 1))
     np.testing.assert_allclose(flow.inverse(flow.forward(y)[0]), y, atol=1e-9)
     for q in (0.01, 0.3, 0.9):
         np.testing.assert_allclose(flow.cdf(flow.quantile(q)), q, atol=1e-10)
 
 
-def test_spline_draws_follow_its_cdf_and_keras_matches_numpy():
+@pytest.mark.parametrize("affine", [False, True])
+def test_spline_draws_follow_its_cdf_and_keras_matches_numpy(affine):
     rng = np.random.default_rng(8)
-    flow, packed = _spline(rng, n=3, d=2)
+    flow, packed = _spline(rng, n=3, d=2, affine=affine)
     draws = flow.sample(rng, 20_000)
     for row in range(3):
         for j in range(2):
@@ -244,12 +258,18 @@ def test_spline_draws_follow_its_cdf_and_keras_matches_numpy():
                 return np.array(out)
 
             assert stats.kstest(draws[:, row, j], cdf).pvalue > 1e-3
-    family = plugins.create("family", "spline:bins=10,bound=3")
+    family = plugins.create("family", f"spline:bins=10,bound=3,affine={str(affine).lower()}")
+    assert family.layout(2).size == packed.shape[1]
+    np.testing.assert_allclose(
+        family.distribution(packed, 2).log_prob(draws[0]), flow.log_prob(draws[0])
+    )
     y = draws[0]
     ours = keras.ops.convert_to_numpy(family.log_prob(packed.astype("float32"), y, 2))
     np.testing.assert_allclose(ours, flow.log_prob(y), rtol=1e-4, atol=1e-4)
+    # Far outside the interval the map is the affine map alone: a normal of that loc and scale.
     far = keras.ops.convert_to_numpy(family.log_prob(packed.astype("float32"), y + 50.0, 2))
-    np.testing.assert_allclose(far, stats.norm.logpdf(y + 50.0).sum(axis=1), rtol=1e-5)
+    expected = stats.norm.logpdf(y + 50.0, flow.loc, flow.scale).sum(axis=1)
+    np.testing.assert_allclose(far, expected, rtol=1e-5)
 
 
 def test_spline_bin_floor_is_a_parameter_and_old_layers_keep_theirs():
@@ -266,7 +286,7 @@ def test_spline_bin_floor_is_a_parameter_and_old_layers_keep_theirs():
         out = keras.ops.convert_to_numpy(layer(np.zeros((1, 4), "float32")))
         return out[0, 0] / (2 * layer.bound), out[0, 8] / (2 * layer.bound)
 
-    family = plugins.create("family", "spline:bins=8,min_bin=1e-6")
+    family = plugins.create("family", "spline:bins=8,min_bin=1e-6,affine=false")
     new = family.layer(1)
     assert new.get_config()["min_bin"] == 1e-6
     np.testing.assert_allclose(smallest_share(new), 1e-6, rtol=1e-3)
@@ -280,6 +300,83 @@ def test_spline_bin_floor_is_a_parameter_and_old_layers_keep_theirs():
     np.testing.assert_allclose(old_share, MIN_BIN, rtol=1e-3)
     with pytest.raises(UsageError, match="bins x min_bin must be below 1"):
         plugins.create("family", "spline:bins=200,min_bin=0.01")
+
+
+def test_a_spline_run_saved_before_affine_existed_loads_and_predicts_as_before(tmp_path):
+    """A run folder from before ``affine`` (no key in the layer's config, none in the spec,
+    whose default is now on) loads without the affine map and predicts what it did."""
+    import zipfile
+
+    from probreg.errors import UsageError
+
+    out = tmp_path / "run"
+    head = "mdn:family=spline,bins=6,hidden=8,epochs=1,affine=false"
+    api.run("bishop:n=200,val=50,test=50", head, output=out, quiet=True)
+    x, y = np.linspace(0.0, 1.0, 7)[:, None], np.linspace(0.1, 0.9, 7)[:, None]
+    before = load_run(out).predictor.distribution(x).log_prob(y)
+
+    config = json.loads((out / "config.json").read_text())
+    config["head"]["spec"] = config["head"]["spec"].replace(",affine=false", "")
+    (out / "config.json").write_text(json.dumps(config))
+    model = out / "model.keras"
+    with zipfile.ZipFile(model) as old:
+        members = {name: old.read(name) for name in old.namelist()}
+
+    def drop_affine(node):
+        if isinstance(node, dict):
+            return {k: drop_affine(v) for k, v in node.items() if k != "affine"}
+        return [drop_affine(v) for v in node] if isinstance(node, list) else node
+
+    saved = json.loads(members["config.json"])
+    assert "affine" in json.dumps(saved)
+    members["config.json"] = json.dumps(drop_affine(saved)).encode()
+    with zipfile.ZipFile(model, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+
+    loaded = load_run(out)
+    assert "affine" not in config["head"]["spec"] and not loaded.predictor.head.family.affine
+    assert "affine=false" in loaded.predictor.head.spec  # what saving it again records
+    np.testing.assert_allclose(loaded.predictor.distribution(x).log_prob(y), before, rtol=1e-6)
+
+    # An export folder from then keeps no layer config: its parameter count tells.
+    from probreg import export
+
+    outputs = loaded.predictor.outputs(x)
+    metadata = {
+        "head": config["head"]["spec"],
+        "outputs": outputs.shape[1],
+        "output_dim": 1,
+        "y_scaling": config["scaling"]["y"],
+    }
+    from_export = export.distribution(outputs, metadata).log_prob(y)
+    np.testing.assert_allclose(from_export, before, rtol=1e-6)
+    with pytest.raises(UsageError, match="export metadata does not fit.*makes 17 parameters"):
+        export.distribution(outputs, {**metadata, "outputs": outputs.shape[1] + 3})
+
+
+def test_spline_affine_map_starts_as_the_identity_and_keeps_its_floor():
+    from probreg.families.spline import MIN_SCALE, SplineFlow, layer_class
+
+    layer = layer_class()(1, bins=4, affine=True)
+    layer.build((None, 3))
+    for weight in layer.weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
+    blocks = layer.layout.unpack(keras.ops.convert_to_numpy(layer(np.zeros((1, 3), "float32"))))
+    np.testing.assert_allclose(blocks["loc"], 0.0)
+    np.testing.assert_allclose(blocks["scale"], 1.0, rtol=1e-6)
+    bias = keras.ops.convert_to_numpy(layer.weights[-1])
+    bias[1] = -1e4  # the scale's raw output, far down
+    layer.weights[-1].assign(bias)
+    blocks = layer.layout.unpack(keras.ops.convert_to_numpy(layer(np.zeros((1, 3), "float32"))))
+    np.testing.assert_allclose(blocks["scale"], MIN_SCALE, rtol=1e-5)
+    # A family pickled before the option existed has no 'affine' key: no map, old layout.
+    family = plugins.create("family", "spline:bins=4")
+    del family.options["affine"]
+    assert not family.affine and family.layout(1).size == 4 + 4 + 3
+    packed = np.concatenate([np.full((1, 8), 2.0), np.ones((1, 3))], axis=1)
+    assert isinstance(family.distribution(packed, 1), SplineFlow)
+    assert "scale" not in family.distribution(packed, 1).params()
 
 
 # ---- ensembles and end to end ----------------------------------------------------------------

@@ -254,6 +254,11 @@ class Family(Plugin):
         """Called once after training with standardised validation data; a no-op unless the
         family fits something there (``fixed_gaussian`` sets its stored scale)."""
 
+    def options_from_layer(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The options a saved layer's config fixes, for a run folder written before one of
+        them existed or changed its default (e.g. the spline's ``affine``); ``{}`` by default."""
+        return {}
+
     def layout(self, output_dim: int) -> Layout:
         """The packed parameter columns for ``output_dim``-dimensional targets."""
         raise NotImplementedError
