@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from probreg import __version__, files, plugins, rundir
-from probreg.datasets import Data, Dataset, exact_log_density
+from probreg.datasets import Data, Dataset, test_log_density
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
 from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
@@ -138,11 +138,7 @@ def train_head(
     layout = layout or distributed.SINGLE
     # A custom trunk (Keras layer or model, or a function building one) goes to the head.
     build_extra = {} if trunk is None else {"trunk": trunk}
-    if trunk is not None and not takes_trunk(head):
-        raise UsageError(
-            f"head '{head.name}' builds its whole model itself and takes no trunk; give the "
-            "trunk to a family head such as mdn"
-        )
+    check_trunk(head, trunk)
     keras.utils.set_random_seed(seed)
     x_scaling, y_scaling = fit_scalings(data)
     x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
@@ -249,6 +245,7 @@ def run(
     calibrating = postfit.Options(recalibrate, conformal, monitor=monitor)
     postfit.check_layout(calibrating, layout)
     dataset_, head_, sampler_ = resolve(dataset, head, sampler, epochs)
+    check_trunk(head_, trunk)
     if layout is not None and not layout.is_main:
         write, say = False, silent
     given = files.given_output(output)
@@ -318,8 +315,7 @@ def below_bayes_limit(result: RunResult) -> str | None:
         getattr(result.distribution, "discrete", False)
     ):
         return None
-    exact = exact_log_density(data.log_density, data.x_test, data.y_test)
-    differences = exact - result.distribution.log_prob(data.y_test)
+    differences = test_log_density(data) - result.distribution.log_prob(data.y_test)
     error = float(np.std(differences) / np.sqrt(len(differences)))
     if gap >= -4 * error:
         return None
@@ -334,6 +330,15 @@ def takes_trunk(head: Head) -> bool:
     """Whether ``head.build`` accepts ``trunk=`` (family heads do; whole-contract heads may not)."""
     parameters = inspect.signature(head.build).parameters.values()
     return any(p.name == "trunk" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def check_trunk(head: Head, trunk: Any) -> None:
+    """A one-line error when a trunk is given to a head that takes none."""
+    if trunk is not None and not takes_trunk(head):
+        raise UsageError(
+            f"head '{head.name}' builds its whole model itself and takes no trunk; give the "
+            "trunk to a family head such as mdn"
+        )
 
 
 def check_seed(seed: int, what: str = "seed") -> int:
@@ -360,8 +365,7 @@ def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
         note = f"input column '{shorten(name, 60)}' is constant in the training rows"
         say(f"Note: {note}; the model sees it as 0")
     check_integer_targets(data, head, say)
-    if data.log_density is not None:  # a broken exact density fails now, not after training
-        exact_log_density(data.log_density, data.x_test[:5], data.y_test[:5])
+    test_log_density(data)  # a broken exact density fails now, not after training
     config = head.training()
     numbers = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     for name, value in {**head.options, **numbers}.items():  # the family's too (scale_floor)
@@ -483,12 +487,13 @@ def evaluate_and_save(
 ) -> RunResult:
     """Score a trained head on the test part, draw from it, and write its run folder if asked."""
     from probreg import postfit
-    from probreg.metrics import bayes_nll, evaluate
+    from probreg.metrics import evaluate
 
     distribution = predictor.distribution(data.x_test)
     samples = sampler.sample(distribution, np.random.default_rng(seed), 1)[0]
     scores = evaluate(distribution, data.y_test)
-    bayes = bayes_nll(data.log_density, data.x_test, data.y_test)
+    exact = test_log_density(data)
+    bayes = None if exact is None else float(-np.mean(exact))
     metrics = {
         "dataset": dataset.spec,
         "head": head.spec,

@@ -495,12 +495,14 @@ def _ranking(result) -> str:
 
 def best_line(metric: str, summary: dict) -> str:
     """``tune``'s line on the best trial, against the head's defaults."""
+    from probreg.tune_report import chosen
+
     best, default = summary["best"], summary["default"]
     line = f"best validation {metric} {best['value']:.4f}"
     if default and default["number"] == best["number"]:
         # A default outside the space (a weight decay of 0) ran as the space's nearest value.
         return line + " (the head's defaults won; the spec below is how that trial ran)"
-    if default and default["value"] < best["value"]:  # a baseline outside the space won
+    if default and chosen(summary) is default:  # a baseline outside the space won
         return (
             f"the head's defaults beat every trial: validation {metric} {default['value']:.4f} "
             f"against {best['value']:.4f} for the best trial; keep the defaults"

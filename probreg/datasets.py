@@ -167,6 +167,19 @@ def exact_log_density(
     return values
 
 
+def test_log_density(data: Data) -> np.ndarray | None:
+    """The exact log-density of ``data``'s test rows, checked by :func:`exact_log_density`
+    (``None`` without one). Worked out once and kept on ``data``: ``run`` checks it before
+    training and scores with it after."""
+    if data.log_density is None:
+        return None
+    if "_test_log_density" not in data.__dict__:
+        data.__dict__["_test_log_density"] = exact_log_density(
+            data.log_density, data.x_test, data.y_test
+        )
+    return data.__dict__["_test_log_density"]
+
+
 def split_rows(
     n: int, rng: np.random.Generator, *fractions: float, minimum: int = 1
 ) -> list[np.ndarray]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from probreg.errors import UsageError, shorten
+from probreg.heads import FamilyHead
 
 #: format -> (file or folder written inside the export folder, Keras's format name)
 FORMATS = {
@@ -120,6 +121,7 @@ def export_run(
                 f"package that is not installed ({reason}); {hint}"
             ) from None
         head = run.predictor.head
+        layer = head.layer_config(run.predictor.model) if isinstance(head, FamilyHead) else None
         metadata = {
             "format": format,
             "file": file_name,
@@ -131,6 +133,8 @@ def export_run(
             "x_names": run.x_names,
             "y_names": run.y_names,
             "y_scaling": run.predictor.y_scaling.to_dict(),
+            # the options the layer fixes, whatever the defaults become (FamilyHead.after_load)
+            **({"family_layer": layer} if layer is not None else {}),
         }
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         if target.exists():
@@ -168,19 +172,20 @@ class _Reader:
 
     def __init__(self, metadata: dict[str, Any]) -> None:
         from probreg import plugins
-        from probreg.heads import FamilyHead
 
         self.head = plugins.create("head", metadata["head"])
         self.width, self.output_dim = metadata["outputs"], metadata["output_dim"]
-        head = self.head
-        if isinstance(head, FamilyHead) and head.packed_width(self.output_dim) != self.width:
-            # Exported before an option changed the layout (the spline's affine map): the
-            # metadata has no layer config, so read it as a layer from before that option.
-            head.adopt_layer_config({})
-            if head.packed_width(self.output_dim) != self.width:
+        if isinstance(self.head, FamilyHead):
+            if "family_layer" in metadata:
+                self.head.adopt_layer_config(metadata["family_layer"])
+            elif self.head.packed_width(self.output_dim) != self.width:
+                # Exported before the layer's config was recorded and before an option changed
+                # the layout (the spline's affine map): read it as a layer from before then.
+                self.head.adopt_layer_config({})
+            if self.head.packed_width(self.output_dim) != self.width:
                 raise UsageError(
                     f"export metadata does not fit: head '{shorten(metadata['head'], 60)}' makes "
-                    f"{head.packed_width(self.output_dim)} parameters per row, the export "
+                    f"{self.head.packed_width(self.output_dim)} parameters per row, the export "
                     f"{self.width}; export the run again"
                 )
         self.mean = np.asarray(metadata["y_scaling"]["mean"], np.float64)

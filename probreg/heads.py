@@ -201,8 +201,9 @@ def family_head_params(
         from probreg.errors import PluginError
 
         raise PluginError(
-            f"family '{family_cls.name}' declares parameter(s) {', '.join(sorted(clash))} that "
-            "the head already has"
+            f"family '{family_cls.name}' declares {', '.join(sorted(clash))}, which family heads "
+            "already have (trunk, training and ensemble parameters, or the head's own): no head "
+            "could use it; rename them"
         )
     chosen = (family_param(choice),) if choice is not None else ()
     return (*chosen, *family_cls.params, *own)
@@ -263,13 +264,26 @@ class FamilyHead(Head):
         super().prepare_load()
         self.family.layer_class()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled before the family had some options: its unpickling filled them in; the head
+        # takes them too, so its spec says what the family does.
+        self.__dict__.update(state)
+        missing = {k: v for k, v in self.family.options.items() if k not in self.options}
+        self.options.update(missing)
+        self.params = (*self.params, *(p for p in self.family.params if p.name in missing))
+
     def after_load(self, model) -> None:
         """Take the options the saved family layer fixes (:meth:`adopt_layer_config`)."""
+        config = self.layer_config(model)
+        if config is not None:
+            self.adopt_layer_config(config)
+
+    def layer_config(self, model) -> dict[str, Any] | None:
+        """The config of ``model``'s (first) family layer, ``None`` if it has none by that name."""
         try:
-            layer = model.get_layer(self.member_layer_names()[0])
-        except ValueError:  # a model without the usual layer names: nothing to read
-            return
-        self.adopt_layer_config(layer.get_config())
+            return model.get_layer(self.member_layer_names()[0]).get_config()
+        except ValueError:
+            return None
 
     def adopt_layer_config(self, config: dict[str, Any]) -> None:
         """Take the options a saved family layer's ``config`` fixes

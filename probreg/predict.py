@@ -63,7 +63,8 @@ def level_text(q: float) -> str:
     """A level as a column name, to 15 significant digits in its own precision: ``0.05``,
     ``1e-05``, ``0.9999999`` (not ``1``), ``0.3`` for ``0.1 + 0.2`` and ``0.1`` for a float32
     0.1."""
-    return str(q) if isinstance(q, np.floating) else f"{float(q):.15g}"
+    narrow = isinstance(q, np.floating) and not isinstance(q, float)  # float32, not float64
+    return str(q) if narrow else f"{float(q):.15g}"
 
 
 #: The most drawn values one ``predict`` table holds (about 2 GB of CSV text).

@@ -203,7 +203,9 @@ def _report(
             where = "baseline" if default["number"] is None else f"trial {default['number']}"
             behind = default["value"] - best["value"]
             sentence += f"; the head's defaults ({where}): {default['value']:.4f}, " + (
-                f"{behind:.4f} worse" if behind >= 0 else f"{-behind:.4f} better: keep the defaults"
+                f"{-behind:.4f} better: keep the defaults"
+                if chosen(summary) is default
+                else f"{behind:.4f} worse"
             )
         sentence += "."
     if pruning["pruned"]:

@@ -133,6 +133,11 @@ def test_a_head_written_against_the_old_api_still_trains_saves_and_predicts(
     np.testing.assert_allclose(loaded.distribution(x).mean(), result.distribution.mean())
     with pytest.raises(UsageError, match="'old-laplace' builds its whole model itself"):
         probreg.Regressor("old-laplace", trunk=lambda: keras.layers.Dense(8)).fit(x, x[:, 0])
+    with pytest.raises(UsageError, match="'old-laplace' builds its whole model itself"):
+        probreg.run(
+            "spiral:n=100", "old-laplace", trunk=keras.layers.Dense(8), output=tmp_path / "t"
+        )
+    assert not (tmp_path / "t").exists()  # refused before the dataset loads or a folder exists
     from probreg.api import takes_trunk
 
     module.OldLaplace.build = lambda self, input_dim, output_dim, **extra: None

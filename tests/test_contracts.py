@@ -338,6 +338,12 @@ def test_a_zero_exact_density_at_the_data_is_refused_before_training(temporary_p
     with pytest.raises(PluginError, match="log_density is -inf at row"):
         api.run("holes", "mdn:hidden=8", epochs=1, output=tmp_path / "out", quiet=True)
     assert not (tmp_path / "out").exists()
+    # Zero only at the last test row: every test row is checked before training, too.
+    last = lambda x, y: np.where(np.arange(len(y)) == len(y) - 1, -np.inf, _normal(x, y))  # noqa: E731
+    _with(temporary_plugin, "register_datasets", _dataset("late-hole", last))
+    with pytest.raises(PluginError, match="log_density is -inf at row"):
+        api.run("late-hole", "mdn:hidden=8", epochs=1, output=tmp_path / "late", quiet=True)
+    assert not (tmp_path / "late").exists()
 
 
 def test_a_run_below_the_bayes_limit_warns_that_the_exact_density_is_wrong(temporary_plugin):

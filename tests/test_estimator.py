@@ -136,6 +136,8 @@ def test_quantile_levels_are_checked_and_named_columns_stay_distinct(fitted):
     assert model.predict_quantiles(X.iloc[:3], np.float32(0.5)).shape == (3, 1)
     named = model.predict_quantiles(X.iloc[:3], [np.float32(0.1), 0.1 + 0.2, 1e-05])
     assert [c.rpartition("_q")[2] for c in named.columns] == ["0.1", "0.3", "1e-05"]
+    grid = model.predict_quantiles(X.iloc[:3], np.linspace(0.1, 0.9, 9))  # float64 levels
+    assert [c.rpartition("_q")[2] for c in grid.columns][2:4] == ["0.3", "0.4"]
     with pytest.raises(EstimatorError, match="n_samples must be a positive integer, not True"):
         model.sample(X.iloc[:3], True)
 

@@ -370,10 +370,18 @@ def test_spline_affine_map_starts_as_the_identity_and_keeps_its_floor():
     layer.weights[-1].assign(bias)
     blocks = layer.layout.unpack(keras.ops.convert_to_numpy(layer(np.zeros((1, 3), "float32"))))
     np.testing.assert_allclose(blocks["scale"], MIN_SCALE, rtol=1e-5)
-    # A family pickled before the option existed has no 'affine' key: no map, old layout.
-    family = plugins.create("family", "spline:bins=4")
-    del family.options["affine"]
+    # A head pickled before the option existed has no 'affine' anywhere: no map, old layout,
+    # and a spec that says so.
+    import pickle
+
+    head = plugins.create("head", "mdn:family=spline,bins=4,hidden=4")
+    for options in (head.options, head.family.options):
+        del options["affine"]
+    head.params = tuple(p for p in head.params if p.name != "affine")
+    head = pickle.loads(pickle.dumps(head))
+    family = head.family
     assert not family.affine and family.layout(1).size == 4 + 4 + 3
+    assert "affine=false" in head.spec
     packed = np.concatenate([np.full((1, 8), 2.0), np.ones((1, 3))], axis=1)
     assert isinstance(family.distribution(packed, 1), SplineFlow)
     assert "scale" not in family.distribution(packed, 1).params()

@@ -254,6 +254,12 @@ class Family(Plugin):
         """Called once after training with standardised validation data; a no-op unless the
         family fits something there (``fixed_gaussian`` sets its stored scale)."""
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled before an option existed: it takes what a layer from before it used.
+        self.__dict__.update(state)
+        for name, value in self.options_from_layer({}).items():
+            self.options.setdefault(name, value)
+
     def options_from_layer(self, config: dict[str, Any]) -> dict[str, Any]:
         """The options a saved layer's config fixes, for a run folder written before one of
         them existed or changed its default (e.g. the spline's ``affine``); ``{}`` by default."""

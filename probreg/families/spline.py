@@ -54,8 +54,8 @@ def layout(bins: int, output_dim: int, affine: bool = False) -> Layout:
     """``[widths (d, B) | heights (d, B) | slopes (d, B - 1)]``, after ``[loc (d) | scale (d)]``
     with ``affine``."""
     b, d = bins, output_dim
-    blocks = (("widths", (d, b)), ("heights", (d, b)), ("slopes", (d, b - 1)))
-    return Layout(*((("loc", (d,)), ("scale", (d,))) if affine else ()), *blocks)
+    shift = (("loc", (d,)), ("scale", (d,))) if affine else ()
+    return Layout(*shift, ("widths", (d, b)), ("heights", (d, b)), ("slopes", (d, b - 1)))
 
 
 def _knots(ops, widths, heights, slopes, bound):
@@ -75,10 +75,8 @@ def log_prob(packed, y, bins: int, output_dim: int, bound: float, affine: bool =
     widths, heights = blocks["widths"], blocks["heights"]
     x_knots, z_knots, slopes = _knots(ops, widths, heights, blocks["slopes"], bound)
     y = ops.reshape(ops.cast(y, widths.dtype), (-1, output_dim))
-    log_scale = ops.zeros_like(y)
     if affine:
         y = (y - blocks["loc"]) / blocks["scale"]
-        log_scale = ops.log(blocks["scale"])
     inside = ops.logical_and(y > -bound, y < bound)
     ys = ops.clip(y, -bound, bound)
     index = ops.sum(ops.cast(ys[..., None] >= x_knots[..., 1:bins], "int32"), axis=-1)
@@ -102,7 +100,9 @@ def log_prob(packed, y, bins: int, output_dim: int, bound: float, affine: bool =
     )
     z = ops.where(inside, z_in, y)
     log_slope = ops.where(inside, log_slope, ops.zeros_like(log_slope))
-    return ops.sum(-0.5 * ops.square(z) - _HALF_LOG_2PI + log_slope - log_scale, axis=-1)
+    if affine:
+        log_slope = log_slope - ops.log(blocks["scale"])
+    return ops.sum(-0.5 * ops.square(z) - _HALF_LOG_2PI + log_slope, axis=-1)
 
 
 @functools.cache
@@ -430,15 +430,11 @@ class SplineFamily(Family):
 
     @property
     def affine(self) -> bool:
-        # .get: a family pickled before the option existed has no such key
-        return bool(self.options.get("affine", False))
+        return bool(self.options["affine"])
 
     def options_from_layer(self, config: dict) -> dict:
         # What a layer saved before an option existed used: no affine map, the old bin floor.
-        o = self.options
         return {
-            "bins": int(config.get("bins", o["bins"])),
-            "bound": float(config.get("bound", o["bound"])),
             "min_bin": float(config.get("min_bin", SAVED_MIN_BIN)),
             "affine": bool(config.get("affine", False)),
         }
