@@ -130,8 +130,6 @@ def train_head(
     to :func:`probreg.training.fit` (called with ``(epoch, logs)`` after every epoch).
     ``monitor`` is the validation score that picks the best epoch (:mod:`probreg.postfit`).
     """
-    import keras
-
     from probreg import distributed, training
     from probreg.runs import fit_scalings
 
@@ -139,59 +137,59 @@ def train_head(
     # A custom trunk (Keras layer or model, or a function building one) goes to the head.
     build_extra = {} if trunk is None else {"trunk": trunk}
     check_trunk(head, trunk)
-    keras.utils.set_random_seed(seed)
-    x_scaling, y_scaling = fit_scalings(data)
-    x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
-    config = head.training()
-    rows, val_rows = np.arange(len(data.x_train)), np.arange(len(x_val))
-    if layout.parallel:
-        config, rows, val_rows = distributed.plan(config, rows, val_rows, layout)
-    if stream is None:
-        stream = len(rows) >= STREAM_ROWS
-    if stream:
-        # Standardise batch by batch: no standardised copy of the training data is made.
-        x_train, y_train = x_scaling.lazy(data.x_train), y_scaling.lazy(data.y_train)
-        if len(rows) < len(data.x_train):
-            x_train, y_train = _RowSubset(x_train, rows), _RowSubset(y_train, rows)
-    else:
-        x_train = x_scaling.transform(data.x_train[rows])
-        y_train = y_scaling.transform(data.y_train[rows])
-    selection = {}
-    if monitor != "nll":  # the default stays the validation loss, untouched
-        from probreg import postfit
+    with training.seeded(seed):
+        x_scaling, y_scaling = fit_scalings(data)
+        x_val, y_val = x_scaling.transform(data.x_val), y_scaling.transform(data.y_val)
+        config = head.training()
+        rows, val_rows = np.arange(len(data.x_train)), np.arange(len(x_val))
+        if layout.parallel:
+            config, rows, val_rows = distributed.plan(config, rows, val_rows, layout)
+        if stream is None:
+            stream = len(rows) >= STREAM_ROWS
+        if stream:
+            # Standardise batch by batch: no standardised copy of the training data is made.
+            x_train, y_train = x_scaling.lazy(data.x_train), y_scaling.lazy(data.y_train)
+            if len(rows) < len(data.x_train):
+                x_train, y_train = _RowSubset(x_train, rows), _RowSubset(y_train, rows)
+        else:
+            x_train = x_scaling.transform(data.x_train[rows])
+            y_train = y_scaling.transform(data.y_train[rows])
+        selection = {}
+        if monitor != "nll":  # the default stays the validation loss, untouched
+            from probreg import postfit
 
-        selection["monitor"] = postfit.monitor_callback(
-            monitor, head, x_val[val_rows], data.y_val[val_rows], y_scaling
-        )
-    with distributed.strategy_scope(layout):
-        model = head.build(data.input_dim, data.output_dim, **build_extra)
-        head.before_fit(model, y_scaling)
-        result = training.fit(
-            model,
-            head.loss(data.output_dim),
-            config,
-            x_train,
-            y_train,
-            x_val[val_rows],
-            y_val[val_rows],
-            seed=seed,
-            verbose=verbose and layout.is_main,
-            stream=stream,
-            watchdog=(
-                distributed.PeerWatchdog(layout.peer_timeout, layout.process_index)
-                if layout.distributed
-                else None
-            ),
-            epoch_callback=epoch_callback,
-            **selection,
-        )
-        weights = distributed.local_weights(model) if layout.parallel else None
-    if weights is not None:  # a plain local copy of the trained model
-        model = head.build(data.input_dim, data.output_dim, **build_extra)
-        model.set_weights(weights)
-    head.after_fit(model, x_val, y_val)
-    result.streamed = stream
-    return Predictor(model, head, x_scaling, y_scaling), result
+            selection["monitor"] = postfit.monitor_callback(
+                monitor, head, x_val[val_rows], data.y_val[val_rows], y_scaling
+            )
+        with distributed.strategy_scope(layout):
+            model = head.build(data.input_dim, data.output_dim, **build_extra)
+            head.before_fit(model, y_scaling)
+            result = training.fit(
+                model,
+                head.loss(data.output_dim),
+                config,
+                x_train,
+                y_train,
+                x_val[val_rows],
+                y_val[val_rows],
+                seed=seed,
+                verbose=verbose and layout.is_main,
+                stream=stream,
+                watchdog=(
+                    distributed.PeerWatchdog(layout.peer_timeout, layout.process_index)
+                    if layout.distributed
+                    else None
+                ),
+                epoch_callback=epoch_callback,
+                **selection,
+            )
+            weights = distributed.local_weights(model) if layout.parallel else None
+        if weights is not None:  # a plain local copy of the trained model
+            model = head.build(data.input_dim, data.output_dim, **build_extra)
+            model.set_weights(weights)
+        head.after_fit(model, x_val, y_val)
+        result.streamed = stream
+        return Predictor(model, head, x_scaling, y_scaling), result
 
 
 class _RowSubset:

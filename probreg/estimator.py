@@ -162,6 +162,10 @@ class Regressor(RegressorMixin, BaseEstimator):
             head.training = lambda: recipe
         try:
             predictor, fitted = api.train_head(head, data, seed, verbose=self.verbose, **kwargs)
+        except EstimatorError:
+            raise
+        except UsageError as error:  # e.g. a constant target: a ValueError, as sklearn's are
+            raise EstimatorError(str(error)) from None
         finally:
             vars(head).pop("training", None)
         self.predictor_ = predictor
@@ -197,6 +201,7 @@ class Regressor(RegressorMixin, BaseEstimator):
 
         Pandas input gives a DataFrame with columns ``<y>_q<level>``.
         """
+        check_is_fitted(self)
         levels = _levels(q)
         from probreg.predict import level_names, level_text
 
@@ -293,6 +298,8 @@ class Regressor(RegressorMixin, BaseEstimator):
             "scaling": {"x": predictor.x_scaling.to_dict(), "y": predictor.y_scaling.to_dict()},
             "estimator": {
                 "validation_fraction": self.validation_fraction,
+                "random_state": _saved_seed(self.random_state),
+                "jit_compile": "auto" if self.jit_compile == "auto" else bool(self.jit_compile),
                 "y_1d": self._y_1d,
                 "feature_names": hasattr(self, "feature_names_in_"),
                 "input_shape": list(self.input_shape_),
@@ -331,7 +338,16 @@ class Regressor(RegressorMixin, BaseEstimator):
         except UsageError as error:
             _explain_custom_classes(path, error)
             raise
-        estimator = cls(head=run.predictor.head.spec, sampler=run.sampler.spec)
+        saved = run.config.get("estimator", {})
+        estimator = cls(
+            head=run.predictor.head.spec,
+            sampler=run.sampler.spec,
+            **{
+                k: saved[k]
+                for k in ("validation_fraction", "random_state", "jit_compile")
+                if k in saved
+            },
+        )
         estimator.predictor_ = run.predictor
         estimator.head_ = run.predictor.head
         estimator.sampler_ = run.sampler
@@ -340,7 +356,6 @@ class Regressor(RegressorMixin, BaseEstimator):
         estimator.y_names_ = list(run.y_names)
         estimator.n_features_in_ = len(run.x_names)
         estimator.input_shape_ = (len(run.x_names),)
-        saved = run.config.get("estimator", {})
         estimator._y_1d = saved.get("y_1d", len(run.y_names) == 1)
         if "input_shape" in saved:
             estimator.input_shape_ = tuple(saved["input_shape"])
@@ -365,6 +380,14 @@ class Regressor(RegressorMixin, BaseEstimator):
                 return pd.Series(values[:, 0], index=X.index, name=names[0])
             return _pandas_frame(X, values, names)
         return values[:, 0] if series else values
+
+
+def _saved_seed(random_state: Any) -> int | None:
+    """``random_state`` as config.json can keep it: an int, else None (a ``RandomState``'s
+    progress cannot be written down)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
 
 
 def _custom_classes(model: Any) -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from probreg import rundir
 from probreg.errors import UsageError, shorten
 from probreg.heads import FamilyHead
 
@@ -36,7 +37,7 @@ FORMATS = {
     "saved_model": ("saved_model", "tf_saved_model"),
     "litert": ("model.tflite", "litert"),
 }
-METADATA = "probreg-export.json"
+METADATA = rundir.EXPORT_METADATA
 
 
 def default_output(run_dir: str | os.PathLike, format: str) -> Path:
@@ -92,11 +93,7 @@ def export_run(
             raise UsageError(
                 f"output '{target}' already exists; use --force (force=True) to replace it"
             )
-        if not (target / METADATA).is_file():
-            raise UsageError(
-                f"output '{target}' is not a probreg export (no {METADATA}); refusing to "
-                "replace it, choose another --output (output=)"
-            )
+        _check_replaceable(target)
     run = load_run(run_dir)
     file_name, keras_format = FORMATS[format]
     served = serving_model(run.predictor)
@@ -133,16 +130,30 @@ def export_run(
             "x_names": run.x_names,
             "y_names": run.y_names,
             "y_scaling": run.predictor.y_scaling.to_dict(),
+            "files": rundir.folder_tree(staging),  # so --force can tell a user's files
             # the options the layer fixes, whatever the defaults become (FamilyHead.after_load)
             **({"family_layer": layer} if layer is not None else {}),
         }
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         if target.exists():
+            _check_replaceable(target)  # again: files may have been added while exporting
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to replace ``target`` unless it is an export holding only what export wrote."""
+    extra = rundir.export_extras(target)
+    if extra is None:
+        raise UsageError(
+            f"output '{target}' is not a probreg export (no readable {METADATA}); refusing "
+            "to replace it, choose another --output (output=)"
+        )
+    if extra:
+        raise rundir.refusal(target, extra)
 
 
 def read_metadata(folder: str | os.PathLike) -> dict[str, Any]:

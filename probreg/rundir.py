@@ -7,7 +7,7 @@ Every output folder (a run, a ``compare`` report, a ``tune`` study) is made the 
     # finished: claim.path now holds the new folder
 
 1. **Check.** An existing folder is replaced only with ``force``, and only if probreg made it:
-   it holds a :data:`MARKER` file with a run id, of the same kind, and nothing at its top level
+   it holds a :data:`MARKER` file with a run id, of the same kind, and nothing at any depth
    that the marker does not list (a user's own files). Other file names never decide (an empty
    folder may be used without ``force``).
 2. **Lock.** ``.NAME.probreg-lock`` beside the folder holds an ``flock`` and the owner's PID.
@@ -34,6 +34,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ SYSTEM_FILES = frozenset(
     {".DS_Store", "Thumbs.db", "desktop.ini", ".directory", ".ipynb_checkpoints"}
 )
 CONFIG = "config.json"
+#: An export folder's metadata (:mod:`probreg.export`).
+EXPORT_METADATA = "probreg-export.json"
 MODEL = "model.keras"
 METRICS = "metrics.json"
 HISTORY = "history.json"
@@ -62,11 +65,16 @@ STATES = ("building", "complete", "diverged")
 
 
 def write_marker(
-    folder: Path, kind: str, state: str, run_id: str | None = None, entries: Any = None
+    folder: Path,
+    kind: str,
+    state: str,
+    run_id: str | None = None,
+    entries: Any = None,
+    tree: Any = None,
 ) -> str:
     """Write (atomically) the marker that makes ``folder`` a probreg folder; return its run id.
-    ``entries`` lists what probreg wrote at its top level, so ``--force`` can tell a user's
-    own files from its own."""
+    ``entries`` lists what probreg wrote at its top level and ``tree`` every path below it, so
+    ``--force`` can tell a user's own files from its own, at any depth."""
     from probreg import __version__
 
     run_id = run_id or uuid.uuid4().hex
@@ -79,6 +87,8 @@ def write_marker(
     }
     if entries is not None:
         marker["entries"] = sorted(entries)
+    if tree is not None:
+        marker["tree"] = sorted(tree)
     files.write_json(Path(folder) / MARKER, marker)
     return run_id
 
@@ -110,7 +120,10 @@ def start_folder(folder: Path, kind: str = "run") -> Path:
 def finish_folder(folder: Path, state: str = "complete") -> None:
     """Mark a folder made by :func:`start_folder` as finished (``complete`` or ``diverged``)."""
     marker = read_marker(folder) or {}
-    write_marker(folder, marker.get("kind", "run"), state, marker.get("run_id"))
+    entries = [p.name for p in Path(folder).iterdir()]
+    write_marker(
+        folder, marker.get("kind", "run"), state, marker.get("run_id"), entries, folder_tree(folder)
+    )
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
@@ -250,11 +263,133 @@ class Claim:
             self.committed = True  # keep the staging folder: it holds the finished work
             raise UsageError(f"{error}; the finished output was kept in '{self.staging}'") from None
         # A tune folder keeps growing after this (its study), so only finished kinds list theirs.
-        entries = None if self.kind == "tune" else [p.name for p in self.staging.iterdir()]
-        write_marker(self.staging, self.kind, state, self.run_id, entries)
+        entries = tree = None
+        if self.kind != "tune":
+            entries, tree = [p.name for p in self.staging.iterdir()], folder_tree(self.staging)
+        write_marker(self.staging, self.kind, state, self.run_id, entries, tree)
         swap_in(self.staging, self.path)
         self.committed = True
         return self.path
+
+
+#: What a tune folder holds besides its marker. It grows after its marker is written (trials
+#: join its study), so it is checked by name: its report, and its SQLite study with SQLite's
+#: side files.
+TUNE_FILES = frozenset(
+    {
+        "study.db",
+        "study.db-journal",
+        "study.db-wal",
+        "study.db-shm",
+        "study.lock",
+        "tune.json",
+        "trials.csv",
+        "best_spec.txt",
+        "report.md",
+        "report.html",
+        "history.png",
+        "importance.png",
+    }
+)
+
+
+def folder_tree(folder: Path) -> list[str]:
+    """Every path below ``folder`` (files and folders, not following links), POSIX, relative."""
+    found = []
+    for root, folders, names in os.walk(folder):
+        below = Path(root).relative_to(folder)
+        found += [(below / name).as_posix() for name in (*folders, *names)]
+    return found
+
+
+def _ignored(name: str) -> bool:
+    """A file browser's, editor's or file system's leftover: not the user's work."""
+    return name in SYSTEM_FILES or name.startswith(("._", ".nfs"))
+
+
+def _tune_temporary(name: str) -> bool:
+    """The temporary of an atomic write into a tune folder that was killed
+    (:func:`probreg.files.atomic_path` names it ``.STEM-XXXXXXXX.SUFFIX``)."""
+    written = re.fullmatch(r"\.(.+)-[a-z0-9_]{8}(\.\w+)?", name)
+    return written is not None and written[1] + (written[2] or "") in TUNE_FILES
+
+
+def refusal(shown: Any, extra: list[str]) -> UsageError:
+    """The one-line refusal to replace ``shown``, which holds ``extra`` paths of the user's."""
+    more = ", ..." if len(extra) > 3 else ""
+    return UsageError(
+        f"output directory '{shown}' holds files probreg did not write there "
+        f"({', '.join(shorten(name, 40) for name in extra[:3])}{more}); refusing to "
+        "replace it: move them, or choose another --output (output=)"
+    )
+
+
+def _not_written_by_probreg(path: Path, marker: dict[str, Any]) -> list[str]:
+    """Paths in the probreg folder ``path`` that probreg did not write (a user's own files).
+
+    Finished folders list every path (``tree``; older ones only their top level, ``entries``).
+    ``export`` folders added later by ``probreg export`` are checked against their own list.
+    A tune folder is checked by name (:data:`TUNE_FILES`)."""
+    if marker.get("kind") == "tune":
+        known = TUNE_FILES | {MARKER}
+        return sorted(
+            n
+            for n in os.listdir(path)
+            if n not in known and not _ignored(n) and not _tune_temporary(n)
+        )
+    listed = marker.get("tree")
+    if listed is None:  # written before the tree was recorded: its top level only
+        if marker.get("entries") is None:
+            return []
+        known = {*marker["entries"], MARKER} | (
+            {"export"} if _real_folder(path / "export") else set()
+        )
+        return sorted(n for n in os.listdir(path) if n not in known and not _ignored(n))
+    known, extra, exports = {*listed, MARKER}, [], set()
+    for found in folder_tree(path):
+        parts = found.split("/")
+        if found in known or any(_ignored(part) for part in parts):
+            continue
+        cut = next((i for i, part in enumerate(parts) if part == "export"), None)
+        container = None if cut is None else "/".join(parts[: cut + 1])
+        if container is not None and container not in known and _real_folder(path / container):
+            if len(parts) > cut + 1:  # exports come later, each checked against its own list
+                exports.add("/".join(parts[: cut + 2]))
+            continue
+        extra.append(found)
+    for folder in sorted(exports):
+        name = Path(folder).name
+        if name.startswith(".") and ".probreg-export-" in name:
+            continue  # an export's own staging folder, left by a kill
+        inside = export_extras(path / folder)
+        extra += [folder] if inside is None else [f"{folder}/{found}" for found in inside]
+    return sorted(extra)
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def export_extras(folder: Path) -> list[str] | None:
+    """Paths in an export folder that ``probreg export`` did not write; ``None`` if ``folder``
+    is not an export. Exports from before their metadata listed files are taken whole."""
+    try:
+        metadata = json.loads((Path(folder) / EXPORT_METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metadata, dict):
+        return None
+    if "files" not in metadata:
+        return []
+    written = metadata["files"]
+    if not (isinstance(written, list) and all(isinstance(name, str) for name in written)):
+        return None
+    known = {*written, EXPORT_METADATA}
+    return sorted(
+        found
+        for found in folder_tree(Path(folder))
+        if found not in known and not any(_ignored(part) for part in found.split("/"))
+    )
 
 
 def check_target(path: Path, force: bool, shown: Any = None, kind: str | None = None) -> bool:
@@ -292,20 +427,9 @@ def check_target(path: Path, force: bool, shown: Any = None, kind: str | None = 
             f"output directory '{shown}' is a probreg {marker['kind']} folder, not a {kind} "
             f"folder; refusing to replace it, choose another --output (output=)"
         )
-    listed = marker.get("entries")
-    if listed is not None:
-        extra = sorted(
-            name
-            for name in set(os.listdir(path)) - {*listed, MARKER, "export"}  # export/: later
-            if name not in SYSTEM_FILES and not name.startswith(("._", ".nfs"))
-        )
-        if extra:
-            more = ", ..." if len(extra) > 3 else ""
-            raise UsageError(
-                f"output directory '{shown}' holds files probreg did not write there "
-                f"({', '.join(shorten(name, 40) for name in extra[:3])}{more}); refusing to "
-                "replace it: move them, or choose another --output (output=)"
-            )
+    extra = _not_written_by_probreg(Path(path), marker)
+    if extra:
+        raise refusal(shown, extra)
     if not force:
         raise UsageError(
             f"output directory '{shown}' already exists; use --force (force=True) to replace it"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,7 +141,23 @@ class Predictor:
         self._compiled = None  # the traced model call, made on first use
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compiled": None}  # a traced function does not pickle
+        # The model travels as its .keras archive and is loaded back once the head has
+        # registered the Keras classes it needs, so a fresh process can unpickle it too.
+        # A traced function does not pickle.
+        state = {k: v for k, v in self.__dict__.items() if k != "model"}
+        return {**state, "_compiled": None, "model_archive": _model_archive(self.model)}
+
+    def __setstate__(self, state: dict) -> None:
+        archive = state.pop("model_archive", None)  # pickles from before it hold the model
+        self.__dict__.update(state)
+        if archive is not None:
+            try:
+                self.model = _model_from_archive(archive, self.head)
+            except UsageError as error:
+                raise UsageError(
+                    f"cannot unpickle the model: {error}; import the modules that define your "
+                    "own Keras classes (a trunk's layers) before unpickling"
+                ) from None
 
     @property
     def input_dim(self) -> int:
@@ -290,9 +307,32 @@ def _check_consistent(path: Path, config: dict[str, Any], predictor: Predictor) 
         ) from None
 
 
-def load_model(model_path: Path, head: Head):
+def _model_archive(model) -> bytes:
+    """A Keras model as the bytes of its ``.keras`` archive."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        keras.saving.save_model(model, path)
+        return path.read_bytes()
+
+
+def _model_from_archive(archive: bytes, head: Head):
+    """The model of :func:`_model_archive`'s bytes, loaded for ``head`` as a run's model is.
+
+    Unpickling already trusts the pickle, so Keras's safe mode is off, as in Keras's own
+    pickling of models (a ``Lambda`` trunk loads)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.keras"
+        path.write_bytes(archive)
+        return load_model(path, head, safe_mode=False)
+
+
+def load_model(model_path: Path, head: Head, *, safe_mode: bool = True):
     """Load a ``.keras`` file in Keras safe mode (no code from the file runs), then let the
-    head read what the saved model fixes (:meth:`~probreg.heads.Head.after_load`)."""
+    head read what the saved model fixes (:meth:`~probreg.heads.Head.after_load`).
+
+    ``safe_mode=False`` is for archives already trusted (unpickling)."""
     import keras
 
     if not model_path.is_file():
@@ -304,7 +344,7 @@ def load_model(model_path: Path, head: Head):
         )
     head.prepare_load()
     try:
-        model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(model_path, compile=False, safe_mode=safe_mode)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as error:
         reason = " ".join(str(error).split())
         if "safe_mode" in reason:

@@ -280,6 +280,22 @@ XLA_MIN_STEPS = 2000
 CACHE_MIN_COMPILE_SECONDS = 0.1
 
 
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Seed Python, NumPy and the Keras backend for one training, then give Python's and NumPy's
+    global generators their state back: training stays reproducible and leaves a caller's own
+    random numbers alone, as scikit-learn estimators must."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def share_compilations() -> str | None:
     """On JAX, let models of one architecture reuse the XLA programs compiled for the first.
 

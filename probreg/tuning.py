@@ -624,6 +624,13 @@ def tune(
         if not is_integer(value) or value < 1:
             raise UsageError(f"{option} must be an integer of at least 1, not {shown(value)}")
     trials, workers = int(trials), int(workers)  # numpy integers do not serialise to JSON
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    most = 4 * (cores or 1)  # each worker is a whole training process
+    if workers > min(trials, most):
+        limit = "--trials" if trials <= most else f"4 per CPU core here ({most})"
+        raise UsageError(
+            f"--workers {workers} is more than {limit}; allowed: 1 to {min(trials, most)}"
+        )
     if workers > 1 and not (isinstance(dataset, str) and isinstance(head, str)):
         raise UsageError("workers > 1 needs the dataset and head as spec strings")
     from probreg.comparison import check_replicates, replicates

@@ -4,7 +4,10 @@ pipelines, grid search, reproducibility and run folders."""
 from __future__ import annotations
 
 import pickle
+import random
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -16,6 +19,7 @@ pytest.importorskip("sklearn")
 from scipy import optimize, stats  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.compose import ColumnTransformer  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
@@ -23,7 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
 import probreg  # noqa: E402
 from probreg import plugins  # noqa: E402
 from probreg.estimator import EstimatorError, Regressor  # noqa: E402
-from probreg.runs import load_run  # noqa: E402
+from probreg.runs import Predictor, load_run  # noqa: E402
 
 TINY = "mdn:components=3,hidden=16+16"
 
@@ -185,6 +189,61 @@ def test_pickle_keeps_predictions(fitted):
     np.testing.assert_array_equal(again.predict(X.iloc[:20]), model.predict(X.iloc[:20]))
 
 
+def test_pickle_loads_in_a_fresh_process(fitted, tmp_path):
+    """joblib's workers unpickle fitted estimators in new processes, where no family layer or
+    loss has been registered with Keras yet."""
+    model, X, _ = fitted
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    X.iloc[:20].to_pickle(tmp_path / "rows.pkl")
+    script = (
+        "import pickle, sys, numpy as np, pandas as pd; d = sys.argv[1]; "
+        "m = pickle.load(open(d + '/model.pkl', 'rb')); "
+        "np.save(d + '/mean.npy', m.predict(pd.read_pickle(d + '/rows.pkl')).to_numpy())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "mean.npy"), model.predict(X.iloc[:20]))
+
+
+def test_pickles_holding_the_model_itself_still_load(fitted, monkeypatch):
+    """Pickles written before the model travelled as its archive keep loading."""
+    model, X, _ = fitted
+    monkeypatch.setattr(
+        Predictor, "__getstate__", lambda self: {**self.__dict__, "_compiled": None}
+    )
+    old = pickle.dumps(model)
+    monkeypatch.undo()
+    again = pickle.loads(old)
+    np.testing.assert_array_equal(again.predict(X.iloc[:20]), model.predict(X.iloc[:20]))
+
+
+def test_fit_leaves_the_global_random_generators_alone():
+    X, y = bimodal(200, seed=2)
+    np.random.seed(123)
+    random.seed(123)
+    Regressor(TINY, epochs=1, random_state=0, jit_compile=False).fit(X[["x"]], y)
+    np.testing.assert_array_equal(np.random.rand(3), np.random.RandomState(123).rand(3))
+    assert random.random() == random.Random(123).random()
+
+
+def test_load_gives_back_the_estimator_parameters(tmp_path):
+    X, y = bimodal(300, seed=3)
+    X = X[["x"]]
+    model = Regressor(
+        TINY, epochs=3, validation_fraction=0.25, random_state=5, jit_compile=False
+    ).fit(X, y)
+    back = Regressor.load(model.save(tmp_path / "run"))
+    params = back.get_params()
+    assert (params["validation_fraction"], params["random_state"], params["jit_compile"]) == (
+        0.25,
+        5,
+        False,
+    )
+    np.testing.assert_array_equal(clone(back).fit(X, y).predict(X), model.predict(X))
+
+
 def test_save_writes_a_run_folder_that_load_run_reads(fitted, tmp_path):
     model, X, _ = fitted
     path = model.save(tmp_path / "run")
@@ -235,6 +294,11 @@ def test_bad_inputs_are_one_line_errors():
         Regressor("nope").fit(X[["x"]], y)
     with pytest.raises(EstimatorError, match="jit_compile must be True, False or 'auto'"):
         Regressor(TINY, jit_compile="xla").fit(X[["x"]], y)
+    with pytest.raises(NotFittedError):
+        Regressor(TINY).predict_quantiles(X[["x"]])
+    X, _ = bimodal(50)
+    with pytest.raises(EstimatorError, match="constant"):  # a ValueError, as sklearn's are
+        Regressor(TINY, epochs=1).fit(X[["x"]], np.ones(50))
 
 
 @pytest.mark.slow

@@ -132,6 +132,11 @@ def test_the_command_writes_and_refuses_to_overwrite(small_run, tmp_path):
     )
     forced = subprocess.run([*args, "--force"], capture_output=True, text=True, env=ENV)
     assert forced.returncode == 0, forced.stderr
+    assert json.loads((out / METADATA).read_text())["files"] == ["model.onnx"]
+    (out / "README.md").write_text("mine")  # a file of yours in the export: never deleted
+    kept = subprocess.run([*args, "--force"], capture_output=True, text=True, env=ENV)
+    assert kept.returncode == 2 and "did not write there (README.md)" in kept.stderr
+    assert (out / "README.md").read_text() == "mine"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("x")
     refused = subprocess.run(

@@ -200,12 +200,57 @@ def test_force_keeps_your_own_files_in_a_run_folder(tmp_path):
         pass
     # A folder from before markers listed their entries is replaced as it always was.
     marker = json.loads((out / rundir.MARKER).read_text())
-    del marker["entries"]
+    del marker["entries"], marker["tree"]
     (out / rundir.MARKER).write_text(json.dumps(marker))
     (out / "notes.txt").write_text("mine")
     with rundir.claim(out, force=True):
         pass
     assert not (out / "notes.txt").exists()
+
+
+def test_force_keeps_your_own_files_at_any_depth(tmp_path):
+    out = tmp_path / "out"
+    with rundir.claim(out, kind="compare") as claim:
+        run = rundir.start_folder(claim.staging / "runs" / "01-mdn")  # as compare makes its runs
+        (run / "metrics.json").write_text("{}")
+        rundir.finish_folder(run)
+    assert "runs/01-mdn/metrics.json" in rundir.read_marker(out)["tree"]
+    (out / "export").write_text("mine")  # a file named export is no export folder
+    with (
+        pytest.raises(UsageError, match=r"\(export\)"),
+        rundir.claim(out, force=True, kind="compare"),
+    ):
+        pass
+    (out / "export").unlink()
+    mine = out / "runs" / "01-mdn" / "analysis.ipynb"
+    mine.write_text("mine")
+
+    def refused(match: str) -> None:
+        with pytest.raises(UsageError, match=match), rundir.claim(out, force=True, kind="compare"):
+            pass
+
+    refused(r"did not write there \(runs/01-mdn/analysis.ipynb\)")
+    with (  # the report's run on its own is refused too
+        pytest.raises(UsageError, match=r"\(analysis.ipynb\)"),
+        rundir.claim(out / "runs" / "01-mdn", force=True),
+    ):
+        pass
+    assert mine.read_text() == "mine"
+    mine.unlink()
+    # An export added later is probreg's as far as its metadata lists what it holds.
+    export = out / "runs" / "01-mdn" / "export" / "onnx"
+    export.mkdir(parents=True)
+    (export / "model.onnx").write_text("model")
+    (export / rundir.EXPORT_METADATA).write_text(json.dumps({"files": ["model.onnx"]}))
+    (export / "deploy.sh").write_text("mine")
+    refused(r"\(runs/01-mdn/export/onnx/deploy.sh\)")
+    (export / "deploy.sh").unlink()
+    (out / "export" / "notes").mkdir(parents=True)  # no metadata: not an export, the user's
+    refused(r"\(export/notes\)")
+    shutil.rmtree(out / "export")
+    with rundir.claim(out, force=True, kind="compare"):
+        pass
+    assert not export.exists()
 
 
 def test_an_output_given_as_dot_is_used_as_given(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from probreg import plugins
+from probreg import plugins, rundir
 from probreg.errors import UsageError
 from probreg.tuning import Dimension, build_space, default_dimension, hide_password, parse_space
 
@@ -238,7 +238,6 @@ def test_unreachable_database_names_the_url_without_its_password(capsys, tmp_pat
 
 
 def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
-    from probreg import rundir
     from probreg.tuning import open_tune_dir
 
     path = tmp_path / "tune"
@@ -263,6 +262,12 @@ def test_tune_folder_is_claimed_resumed_and_forced(tmp_path):
         open_tune_dir(path, force=False, study="bishop-mdn-nll")
     (path / "tune.json").write_text(json.dumps({"study": "spiral-mdn-nll"}))
     assert (path / "tune.json").is_file() and (path / "study.db").read_text() == "the study"
+    (path / "NOTES.md").write_text("mine")  # a tune folder holds only what tune writes
+    with pytest.raises(UsageError, match=r"did not write there \(NOTES.md\)"):
+        open_tune_dir(path, force=True)
+    assert (path / "NOTES.md").read_text() == "mine"
+    (path / "NOTES.md").unlink()
+    (path / ".report-ab12cd34.html").write_text("")  # an atomic write's temporary, left by a kill
     assert open_tune_dir(path, force=True) == (path, False)  # a new, empty tune folder
     assert not (path / "study.db").exists()
     other = tmp_path / "other"
@@ -624,6 +629,8 @@ def test_a_study_name_reused_for_another_problem_is_refused(tmp_path, monkeypatc
     # In the tune folder's own storage, --force replaces the folder and so the study.
     folder = {"trials": 1, "epochs": 1, "output": tmp_path / "t", "study": "s", "quiet": True}
     tuning.tune(SMALL_DATA, SMALL_HEAD, **folder)
+    # --force knows a tune folder by its names: everything tune wrote must be among them.
+    assert set(os.listdir(tmp_path / "t")) <= rundir.TUNE_FILES | {rundir.MARKER}
     with pytest.raises(UsageError, match=r"or --force \(force=True\) to start afresh$"):
         tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", **folder)
     assert tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", force=True, **folder).best_value
@@ -643,3 +650,14 @@ def test_a_study_name_that_is_a_path_is_refused_before_any_folder(study, tmp_pat
     with pytest.raises(UsageError, match="cannot name a folder under tunes/"):
         tuning.tune(SMALL_DATA, SMALL_HEAD, trials=1, study=study, storage=database, quiet=True)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["here", "work"]
+
+
+def test_more_workers_than_trials_or_cores_is_refused_before_any_folder(tmp_path):
+    from probreg.tuning import tune
+
+    with pytest.raises(UsageError, match=r"--workers 3 is more than --trials; allowed: 1 to 2"):
+        tune("spiral:n=300", "mdn", trials=2, workers=3, output=tmp_path / "t")
+    most = 4 * len(os.sched_getaffinity(0))
+    with pytest.raises(UsageError, match=rf"more than 4 per CPU core here \({most}\)"):
+        tune("spiral:n=300", "mdn", trials=10**6, workers=most + 1, output=tmp_path / "t")
+    assert not (tmp_path / "t").exists()
