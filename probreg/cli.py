@@ -739,6 +739,13 @@ def predict(
     """
     from probreg.predict import predict as predicting
 
+    context = click.get_current_context()
+    for name in ("sampler", "seed"):  # they only steer the draws
+        if (
+            not samples
+            and context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        ):
+            raise click.UsageError(f"--{name} only steers --samples draws; add --samples N")
     header, table = predicting(
         run_dir,
         input_path,

@@ -117,12 +117,13 @@ class Param:
 
     def _check(self, value: Any, where: str) -> None:
         for item in value if isinstance(value, tuple) else (value,):
-            if self.type.startswith("int") and self.maximum is None and abs(item) > MAX_INT:
-                raise UsageError(f"invalid {where}: {item} is outside -{MAX_INT} to {MAX_INT}")
             if self.minimum is not None and item < self.minimum:
                 raise UsageError(f"invalid {where}: {item} is below the minimum {self.minimum:g}")
             if self.maximum is not None and item > self.maximum:
                 raise UsageError(f"invalid {where}: {item} is above the maximum {self.maximum:g}")
+            if self.type.startswith("int") and self.maximum is None and abs(item) > MAX_INT:
+                low = -MAX_INT if self.minimum is None else self.minimum
+                raise UsageError(f"invalid {where}: {item} is outside {int(low)} to {MAX_INT}")
             if self.choices is not None and item not in self.choices:
                 raise UsageError(
                     f"invalid {where}: '{item}' is not allowed; allowed: {', '.join(self.choices)}"

@@ -595,7 +595,7 @@ def test_untrusted_strings_are_never_a_command_and_are_shortened(small_run, tmp_
         (["--seed", str(2**32)], "is not in the range 0<=x<=4294967295"),
         (["--head", f"{HEAD},learning_rate=1e300"], "'learning_rate': 1e+300 does not fit"),
         (["--head", "mdn:hidden=1e20"], "'1e20' is not an integer"),
-        (["--head", "mdn:hidden=100000000000000000000"], "outside -2147483647 to 2147483647"),
+        (["--head", "mdn:hidden=100000000000000000000"], "outside 1 to 2147483647"),
         (["--dataset", "csv:path=BIG,x=x,y=y"], "input column 'x' has values too large"),
     ],
 )

@@ -99,5 +99,8 @@ def test_format_spec_round_trips_non_defaults():
 def test_integers_without_a_maximum_stop_at_int32():
     params = (Param("n", "int", 10, "rows", minimum=1),)
     assert resolve_options(params, {"n": str(2**31 - 1)}, "x")["n"] == 2**31 - 1
-    with pytest.raises(UsageError, match="outside -2147483647 to 2147483647"):
+    with pytest.raises(UsageError, match="outside 1 to 2147483647"):  # its own minimum
         resolve_options(params, {"n": "99999999999999999999"}, "dataset 'x'")
+    free = (Param("n", "int", 10, "rows"),)
+    with pytest.raises(UsageError, match="outside -2147483647 to 2147483647"):
+        resolve_options(free, {"n": "-99999999999999999999"}, "dataset 'x'")

@@ -161,6 +161,14 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
             (str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"),
             "-1 is not in the range",
         ),
+        (  # it would do nothing
+            (str(small_run.run_dir), "--input", str(inputs), "--sampler", "mode"),
+            "--sampler only steers --samples draws; add --samples N",
+        ),
+        (
+            (str(small_run.run_dir), "--input", str(inputs), "--seed", "5"),
+            "--seed only steers --samples draws",
+        ),
     ]:
         result = run(*args)
         assert result.returncode == 2, result.stderr
