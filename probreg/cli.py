@@ -239,6 +239,14 @@ def _summary(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _given(name: str) -> bool:
+    """Whether the current command's option ``name`` was typed on the command line."""
+    return (
+        click.get_current_context().get_parameter_source(name)
+        == click.core.ParameterSource.COMMANDLINE
+    )
+
+
 @cli.command()
 @DATASET
 @click.option("--head", default="mdn", show_default=True, help=f"Head spec: {SPEC_HELP}.")
@@ -325,11 +333,10 @@ def run(
     if distributed:
         layout = dist.initialize(coordinator, num_processes, process_id, devices, peer_timeout)
     else:
-        context = click.get_current_context()
         given = [
             name
             for name in ("coordinator", "num_processes", "process_id", "peer_timeout")
-            if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+            if _given(name)
         ]
         if given:
             option = "--" + given[0].replace("_", "-")
@@ -437,8 +444,7 @@ def compare(
 
     if seeds is not None and splits is not None:
         raise click.UsageError("give --seeds or --splits, not both")
-    seed_given = click.get_current_context().get_parameter_source("seed")
-    if seeds is not None and seed_given == click.core.ParameterSource.COMMANDLINE:
+    if seeds is not None and _given("seed"):
         raise click.UsageError("give --seed or --seeds, not both")
     seed_list = _int_list(seeds, "--seeds") or [seed]
     split_list = _int_list(splits, "--splits")
@@ -739,12 +745,8 @@ def predict(
     """
     from probreg.predict import predict as predicting
 
-    context = click.get_current_context()
     for name in ("sampler", "seed"):  # they only steer the draws
-        if (
-            not samples
-            and context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-        ):
+        if not samples and _given(name):
             raise click.UsageError(f"--{name} only steers --samples draws; add --samples N")
     header, table = predicting(
         run_dir,

@@ -272,27 +272,6 @@ class Claim:
         return self.path
 
 
-#: What a tune folder holds besides its marker. It grows after its marker is written (trials
-#: join its study), so it is checked by name: its report, and its SQLite study with SQLite's
-#: side files.
-TUNE_FILES = frozenset(
-    {
-        "study.db",
-        "study.db-journal",
-        "study.db-wal",
-        "study.db-shm",
-        "study.lock",
-        "tune.json",
-        "trials.csv",
-        "best_spec.txt",
-        "report.md",
-        "report.html",
-        "history.png",
-        "importance.png",
-    }
-)
-
-
 def folder_tree(folder: Path) -> list[str]:
     """Every path below ``folder`` (files and folders, not following links), POSIX, relative."""
     found = []
@@ -310,6 +289,8 @@ def _ignored(name: str) -> bool:
 def _tune_temporary(name: str) -> bool:
     """The temporary of an atomic write into a tune folder that was killed
     (:func:`probreg.files.atomic_path` names it ``.STEM-XXXXXXXX.SUFFIX``)."""
+    from probreg.tune_report import TUNE_FILES
+
     written = re.fullmatch(r"\.(.+)-[a-z0-9_]{8}(\.\w+)?", name)
     return written is not None and written[1] + (written[2] or "") in TUNE_FILES
 
@@ -329,8 +310,10 @@ def _not_written_by_probreg(path: Path, marker: dict[str, Any]) -> list[str]:
 
     Finished folders list every path (``tree``; older ones only their top level, ``entries``).
     ``export`` folders added later by ``probreg export`` are checked against their own list.
-    A tune folder is checked by name (:data:`TUNE_FILES`)."""
+    A tune folder is checked by name (:data:`probreg.tune_report.TUNE_FILES`)."""
     if marker.get("kind") == "tune":
+        from probreg.tune_report import TUNE_FILES
+
         known = TUNE_FILES | {MARKER}
         return sorted(
             n

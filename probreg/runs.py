@@ -312,7 +312,7 @@ def _model_archive(model) -> bytes:
     import keras
 
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
+        path = Path(folder) / MODEL
         keras.saving.save_model(model, path)
         return path.read_bytes()
 
@@ -323,7 +323,7 @@ def _model_from_archive(archive: bytes, head: Head):
     Unpickling already trusts the pickle, so Keras's safe mode is off, as in Keras's own
     pickling of models (a ``Lambda`` trunk loads)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
+        path = Path(folder) / MODEL
         path.write_bytes(archive)
         return load_model(path, head, safe_mode=False)
 

@@ -21,6 +21,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STUDY_FILE = "study.db"
 SUMMARY_FILE = "tune.json"
+#: What a tune folder holds besides its marker: the study (SQLite, its side files and the lock
+#: its workers take turns with, :mod:`probreg.tune_storage`) and the report. A tune folder grows
+#: after its marker is written, so ``--force`` knows it by these names (:mod:`probreg.rundir`).
+TUNE_FILES = frozenset(
+    {
+        *(STUDY_FILE + side for side in ("", "-journal", "-wal", "-shm")),
+        Path(STUDY_FILE).with_suffix(".lock").name,
+        SUMMARY_FILE,
+        "trials.csv",
+        "best_spec.txt",
+        "report.md",
+        "report.html",
+        "history.png",
+        "importance.png",
+    }
+)
 
 
 def clock(seconds: float) -> str:

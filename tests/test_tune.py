@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from probreg import plugins, rundir
+from probreg import plugins, rundir, tune_report
 from probreg.errors import UsageError
 from probreg.tuning import Dimension, build_space, default_dimension, hide_password, parse_space
 
@@ -630,7 +630,7 @@ def test_a_study_name_reused_for_another_problem_is_refused(tmp_path, monkeypatc
     folder = {"trials": 1, "epochs": 1, "output": tmp_path / "t", "study": "s", "quiet": True}
     tuning.tune(SMALL_DATA, SMALL_HEAD, **folder)
     # --force knows a tune folder by its names: everything tune wrote must be among them.
-    assert set(os.listdir(tmp_path / "t")) <= rundir.TUNE_FILES | {rundir.MARKER}
+    assert set(os.listdir(tmp_path / "t")) <= tune_report.TUNE_FILES | {rundir.MARKER}
     with pytest.raises(UsageError, match=r"or --force \(force=True\) to start afresh$"):
         tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", **folder)
     assert tuning.tune(SMALL_DATA, SMALL_HEAD, metric="crps", force=True, **folder).best_value
