@@ -10,8 +10,9 @@ against each dataset's exact (Bayes-limit) likelihood, on the same data, seed an
     python benchmarks/docs_tables.py    # the docs table, from that JSON
 
 ``--groups robot-arm,counts`` runs some groups only, ``--dataset SPEC`` only the cases on one
-dataset spec, ``--seeds 0,1,2`` several seeds, ``--missing`` only the cases and seeds the JSON
-lacks (each merged into an existing JSON file; results of cases no longer listed are dropped).
+dataset spec, ``--head SPEC`` only those of one head spec, ``--seeds 0,1,2`` several seeds,
+``--missing`` only the cases and seeds the JSON lacks (each merged into an existing JSON file;
+results of cases no longer listed are dropped).
 Every case runs through the Python API with ``write=False``, on the backend ``KERAS_BACKEND``
 picks (recorded per row); budgets are the same for both sides of each comparison: a small
 trunk for robot-arm and counts, the ``mdn`` head's default recipe for spiral and bishop.
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write (merge) the results here")
     parser.add_argument("--groups", default=",".join(CASES), help="comma-separated groups")
     parser.add_argument("--dataset", help="run only the cases on this dataset spec")
+    parser.add_argument("--head", help="run only the cases with this head spec")
     parser.add_argument("--seeds", type=seed_list, default=[SEED], help="e.g. 0,1,2")
     parser.add_argument(
         "--missing", action="store_true", help="run only cases and seeds not in --json yet"
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for group in args.groups.split(","):
         for dataset, head in CASES[group]:
-            if args.dataset and dataset != args.dataset:
+            if (args.dataset and dataset != args.dataset) or (args.head and head != args.head):
                 continue
             for seed in args.seeds:
                 if args.missing and (dataset, head, seed) in have:
