@@ -23,7 +23,14 @@ from probreg import __version__, files, plugins, rundir
 from probreg.datasets import Data, Dataset, test_log_density
 from probreg.distributed import Layout
 from probreg.distributions import Distribution
-from probreg.errors import ProbregError, TrainingError, UsageError, shorten, shown
+from probreg.errors import (
+    ProbregError,
+    TrainingError,
+    UsageError,
+    out_of_memory,
+    shorten,
+    shown,
+)
 from probreg.heads import Head
 from probreg.params import is_integer
 from probreg.runs import Predictor
@@ -252,7 +259,7 @@ def run(
         rundir.check_target(Path(target), force, kind="run")  # refuse early
     say(f"Loading dataset {dataset_.spec} (seed {seed})")
     data = dataset_.load(seed)
-    check_plan(data, head_, say)  # every input error comes before the output folder
+    check_plan(data, head_, say, sampler_)  # every input error comes before the folder
     postfit.check(calibrating, data)
     # The run is built in a staging folder beside the output and swapped in when it is done.
     claim = (
@@ -349,10 +356,11 @@ def check_seed(seed: int, what: str = "seed") -> int:
     return int(seed)
 
 
-def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
+def check_plan(data: Data, head: Head, say: Echo = silent, sampler: Sampler | None = None) -> None:
     """Everything that can be checked before training: the data standardises (values not too
-    large, target not constant), the training numbers fit in float32 and the head can build
-    its model. Says which input columns are constant."""
+    large, target not constant), the training numbers fit in float32, the head can build
+    its model and ``sampler`` (if given) can draw from its distributions. Says which input
+    columns are constant."""
     from probreg.runs import fit_scalings
 
     x_scaling, y_scaling = fit_scalings(data)
@@ -375,14 +383,40 @@ def check_plan(data: Data, head: Head, say: Echo = silent) -> None:
                 f"in float32 (largest {float(np.finfo(np.float32).max):.3g})"
             )
     try:
-        head.build(data.input_dim, data.output_dim)
+        model = head.build(data.input_dim, data.output_dim)
     except ProbregError:
         raise
     except Exception as error:
+        shape = f"{data.input_dim} inputs and {data.output_dim} outputs"
+        if out_of_memory(error):
+            raise UsageError(
+                f"head '{shorten(head.spec, 80)}' ran out of memory building its model for "
+                f"{shape}; use fewer or smaller hidden layers"
+            ) from None
         raise UsageError(
-            f"head '{shorten(head.spec, 80)}' cannot build its model for {data.input_dim} "
-            f"inputs and {data.output_dim} outputs: {shorten(error)}"
+            f"head '{shorten(head.spec, 80)}' cannot build its model for {shape}: {shorten(error)}"
         ) from None
+    if sampler is not None:
+        check_sampler_serves(sampler, head, Predictor(model, head, x_scaling, y_scaling), data)
+
+
+def check_sampler_serves(sampler: Sampler, head: Head, predictor: Predictor, data: Data) -> None:
+    """A sampler that refuses ``head``'s distributions (a temperature for a family without
+    components) says so now, from the untrained model's (in data units, as a run samples
+    them), rather than after training. Anything else it raises is left for the run."""
+    from keras import ops
+
+    try:
+        rows = predictor.x_scaling.transform(np.asarray(data.x_train[:2]))
+        outputs = ops.convert_to_numpy(predictor.model(rows))  # eager: no tracing to pay for
+        sampler.sample(predictor.distribution_of(outputs), np.random.default_rng(0), 1)
+    except UsageError as error:
+        raise UsageError(
+            f"sampler '{shorten(sampler.spec, 60)}' cannot draw from head "
+            f"'{shorten(head.spec, 60)}': {error}"
+        ) from None
+    except Exception:  # an untrained model's outputs need not make a usable distribution
+        return
 
 
 def check_integer_targets(data: Data, head: Head, say: Echo = silent) -> None:

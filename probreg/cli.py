@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from probreg import __version__, interrupts
-from probreg.errors import ProbregError, shorten
+from probreg.errors import ProbregError, out_of_memory, shorten
 
 SPEC_HELP = "NAME or NAME:key=value,...; see `probreg list`"
 MONITORS = ("nll", "crps", "rmse", "calibration_error", "wis", "interval_score_90", "pinball")
@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     except OSError as error:
         _os_error(error)
-    except MemoryError:
+    except Exception as error:  # JAX's and TensorFlow's out-of-memory errors are no MemoryError
+        if not out_of_memory(error):
+            raise
         _fail("out of memory; try a smaller dataset, model or batch_size", 1)
     sys.exit(result if isinstance(result, int) else 0)
 

@@ -215,7 +215,7 @@ def compare(
     say(f"Loading dataset {reps[0].dataset.spec} ({reps[0].name})")
     first = reps[0].dataset.load(reps[0].seed)
     for index, head in enumerate(head_objects):  # input errors come before the output folder
-        check_plan(first, head, say if index == 0 else silent)
+        check_plan(first, head, say if index == 0 else silent, sampler_)
     postfit.check(calibrating, first)
     claim = rundir.claim(target, force=force, kind="compare", unique=not given) if write else None
     with claim or contextlib.nullcontext() as claimed:

@@ -237,8 +237,15 @@ def size_params(n: int, val: int, test: int) -> tuple[Param, ...]:
 
 def split_draw(x: np.ndarray, y: np.ndarray, options: dict, **fields) -> Data:
     """Cut one draw into ``options["n"]`` training, ``options["val"]`` validation and the rest
-    test rows, in order (the draw is already random); ``fields`` go to :class:`Data`."""
+    test rows, in order (the draw is already random); ``fields`` go to :class:`Data`. Draw
+    ``n + val + test`` rows (:func:`size_params`): a shorter draw is refused, since it would
+    give fewer test rows than asked for."""
     a, b = options["n"], options["n"] + options["val"]
+    if "test" in options and len(x) < b + options["test"]:
+        raise ValueError(
+            f"split_draw got {len(x)} rows for n={a}, val={options['val']} and "
+            f"test={options['test']}: draw n + val + test = {b + options['test']} rows"
+        )
     return Data(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], **fields)
 
 

@@ -27,6 +27,28 @@ class TrainingError(ProbregError):
     exit_code = 1
 
 
+#: How numpy, TensorFlow, JAX and CUDA word a failed allocation (compared in lower case).
+_OUT_OF_MEMORY = (
+    "oom when allocating",
+    "resource_exhausted",
+    "out of memory",
+    "unable to allocate",
+)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from, is a failed memory allocation:
+    TensorFlow and JAX raise their own exception types, so their wording is matched too."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error).lower()
+        if isinstance(error, MemoryError) or any(words in text for words in _OUT_OF_MEMORY):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def shorten(value: object, limit: int = 120) -> str:
     """``value`` as one line of at most ``limit`` characters, for error messages.
 

@@ -246,6 +246,7 @@ class FamilyHead(Head):
 
     def __init__(self, **options: Any) -> None:
         from probreg.errors import UsageError
+        from probreg.params import resolve_options
 
         chosen = options.get("family", self.default_family) if self.family_choice else None
         if not self.family_choice and "family" in options:
@@ -257,7 +258,18 @@ class FamilyHead(Head):
             listed = {p.name for p in _family_class(self.default_family).params}
             own = tuple(p for p in own if p.name not in listed)
         self.params = family_head_params(own, family_cls, default)  # this instance's
-        super().__init__(**options)
+        # The family's own options first, so a bad one is named as the family's.
+        mine = {p.name for p in family_cls.params}
+        resolve_options(
+            family_cls.params,
+            {k: v for k, v in options.items() if k in mine},
+            f"family '{family_cls.name}'",
+        )
+        try:
+            super().__init__(**options)
+        except UsageError as error:
+            hint = _other_family_hint(options, self.params) if self.family_choice else ""
+            raise UsageError(f"{error}{hint}") from None
         self.family = family_cls(**{p.name: self.options[p.name] for p in family_cls.params})
 
     def prepare_load(self) -> None:
@@ -350,6 +362,24 @@ class FamilyHead(Head):
 
     def distribution(self, outputs: np.ndarray, output_dim: int) -> Distribution:
         return self.family.ensemble_distribution(outputs, output_dim, self.members)
+
+
+def _other_family_hint(options: dict[str, Any], params: tuple[Param, ...]) -> str:
+    """``; 'components' is a parameter of families ...`` for an unknown option that another
+    family declares (``mdn:family=spline,components=3``), else ``""``."""
+    from probreg import plugins
+
+    known = {p.name for p in params}
+    unknown = next((name for name in options if name not in known), None)
+    owners = sorted(
+        name
+        for name, entry in plugins.registry()["family"].items()
+        if unknown in {p.name for p in entry.cls.params}
+    )
+    if not owners:
+        return ""
+    which = f"family {owners[0]}" if len(owners) == 1 else f"families {', '.join(owners)}"
+    return f"; '{unknown}' is a parameter of {which} (pick one with family=NAME)"
 
 
 def resolve_trunk(trunk: Any, copy: bool = False):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from probreg.errors import UsageError
+from probreg.errors import UsageError, shorten
 
 LIST_SEPARATOR = "+"
 TYPES = ("int", "float", "str", "bool", "ints", "strs")
@@ -155,17 +155,68 @@ def parse_spec(spec: str, kind: str = "plugin") -> tuple[str, dict[str, str]]:
     if sep:
         if not rest.strip():
             raise UsageError(f"malformed {kind} spec '{spec}': nothing after ':'; {usage}")
-        for item in rest.split(","):
+        for item in _split_options(rest, spec, kind):
             key, eq, value = item.partition("=")
             key = key.strip()
             if not eq or not key:
                 raise UsageError(
-                    f"malformed option '{item.strip()}' in {kind} spec '{spec}': expected key=value"
+                    f"malformed option '{item.strip()}' in {kind} spec '{spec}': expected "
+                    'key=value (quote a value that holds a comma: path="a,b.csv")'
                 )
             if key in options:
                 raise UsageError(f"malformed {kind} spec '{spec}': '{key}' is given twice")
-            options[key] = value
+            options[key] = _unquote(value, spec, kind)
     return name, options
+
+
+_QUOTES = "\"'"
+
+
+def _split_options(rest: str, spec: str, kind: str) -> list[str]:
+    """Split ``key=value,...`` at commas outside a quoted value (``path="a,b.csv"``)."""
+    items, current, quote = [], "", None
+    for char in rest:
+        if quote is None and char == ",":
+            items.append(current)
+            current = ""
+            continue
+        _, eq, value = current.partition("=")
+        if quote is None and char in _QUOTES and eq and not value.strip():
+            quote = char  # the value starts with a quote: commas are its own until it closes
+        elif char == quote:
+            quote = None
+        current += char
+    if quote is not None:
+        raise UsageError(f"malformed {kind} spec '{spec}': a value's {quote} quote is not closed")
+    return [*items, current]
+
+
+def _unquote(value: str, spec: str, kind: str) -> str:
+    """A quoted value without its quotes; anything after the closing quote is an error."""
+    text = value.strip()
+    if not text or text[0] not in _QUOTES:
+        return value
+    end = text.find(text[0], 1)
+    if end != len(text) - 1:
+        raise UsageError(
+            f"malformed {kind} spec '{spec}': text after the closing quote in {value.strip()}; "
+            "quote the whole value"
+        )
+    return text[1:-1]
+
+
+def quote_value(text: str) -> str:
+    """``text`` as a spec value: quoted when it holds a comma or starts with a quote (after
+    any spaces), in the quote it does not hold; there is no escape for holding both."""
+    if "," not in text and text.strip()[:1] not in _QUOTES:
+        return text
+    quote = next((q for q in _QUOTES if q not in text), None)
+    if quote is None:
+        raise UsageError(
+            f"the value {shorten(text, 60)} cannot be written in a spec: it needs quotes (a "
+            "comma, or a quote first) but holds both kinds"
+        )
+    return f"{quote}{text}{quote}"
 
 
 def resolve_options(
@@ -193,7 +244,7 @@ def resolve_options(
 def format_spec(name: str, params: Iterable[Param], options: Mapping[str, Any]) -> str:
     """The shortest spec that rebuilds ``options``: only values that differ from the defaults."""
     parts = [
-        f"{p.name}={p.format(options[p.name])}"
+        f"{p.name}={quote_value(p.format(options[p.name]))}"
         for p in params
         if p.name in options and options[p.name] != p.default
     ]

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from importlib import metadata
@@ -155,7 +156,8 @@ def _allowed_distributions() -> set[str] | None:
 
 
 def _normalise(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(".", "-")
+    """A distribution name as pip compares them (PEP 503): ``Probreg_X.y`` is ``probreg-x-y``."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def load_plugins() -> None:
@@ -231,10 +233,15 @@ def _build_registry() -> dict[str, dict[str, Entry]]:
             for entry in found:
                 other = registry[kind].get(entry.name)
                 if other is not None:
+                    added = [e.source.name for e in (other, entry) if not e.source.builtin]
+                    remedy = (  # built-ins always load: only a package can be left out
+                        f"uninstall '{added[0]}' or leave it out of {ALLOW_LIST_ENV}"
+                        if len(added) == 1
+                        else f"uninstall one or leave it out of {ALLOW_LIST_ENV}"
+                    )
                     raise PluginError(
                         f"{kind} '{entry.name}' is registered by two plugins: "
-                        f"'{other.source.name}' and '{entry.source.name}'; uninstall one or "
-                        f"leave it out of {ALLOW_LIST_ENV}"
+                        f"'{other.source.name}' and '{entry.source.name}'; {remedy}"
                     )
                 registry[kind][entry.name] = entry
     return registry
@@ -269,6 +276,13 @@ def installed(include_builtins: bool = False) -> list[dict[str, Any]]:
     for name, version in left_out.items():
         package(name, version)["left_out"] = f"not in {ALLOW_LIST_ENV}"
     return [found[name] for name in sorted(found)]
+
+
+def broken_reason(package: str) -> str | None:
+    """Why the installed plugin package ``package`` failed to load, or ``None`` if it did not."""
+    registry()
+    wanted = _normalise(package)
+    return next((why for name, why in _broken.items() if _normalise(name) == wanted), None)
 
 
 def get(kind: str, name: str) -> Entry:

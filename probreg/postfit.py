@@ -579,7 +579,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
         if "region" in c:
             parts.append(
                 f"region {c['region']['coverage']:.3f}/{c['region']['length']:.4f} "
-                f"({c['region']['pieces_max']} pieces max)"
+                f"(at most {c['region']['pieces_max']} piece"
+                f"{'' if c['region']['pieces_max'] == 1 else 's'})"
             )
         lines.append(f"  conformal {c['level']:g} (coverage/length): " + ", ".join(parts))
     for name, at in (metrics.get("selected") or {}).items():

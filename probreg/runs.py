@@ -240,11 +240,17 @@ def _not_installed(kind: str, record: dict[str, str]) -> PluginError | None:
     if name in plugins.registry()[kind]:
         return None
     # Names from a run folder are data, never a command to run: quoted and shortened.
+    package = str(record.get("package"))
+    broken = plugins.broken_reason(package)
+    state = (
+        f"which failed to load ({shorten(broken, 80)}; fix or reinstall it)"
+        if broken
+        else "which is not installed or not loaded (install that package, and check "
+        f"{plugins.ALLOW_LIST_ENV})"
+    )
     return PluginError(
         f"this run needs {kind} '{shorten(name, 60)}' from plugin package "
-        f"'{shorten(record.get('package'), 60)}' {shorten(record.get('version'), 30)}, "
-        f"which is not installed or not loaded (install that package, and check "
-        f"{plugins.ALLOW_LIST_ENV})"
+        f"'{shorten(package, 60)}' {shorten(record.get('version'), 30)}, {state}"
     )
 
 

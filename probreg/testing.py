@@ -1,10 +1,11 @@
 """Contract checks for plugin authors, in the spirit of scikit-learn's ``check_estimator``.
 
-Call them from your plugin's tests::
+Call them from your plugin's tests, one plugin at a time or a whole installed package::
 
-    from probreg.testing import check_head
-    def test_my_head_keeps_the_contract():
+    from probreg.testing import check_head, check_package
+    def test_my_plugins_keep_the_contract():
         check_head("histogram:bins=32")
+        check_package("probreg-histogram")  # every plugin it registers, with its test_specs
 
 Each check raises ``AssertionError`` with a message that says which promise was broken, and
 returns a short report of what it verified. They use small random data, so they run in seconds.
@@ -12,8 +13,10 @@ returns a short report of what it verified. They use small random data, so they 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from probreg import plugins
 from probreg.distributions import Distribution, GaussianMixture
-from probreg.errors import PluginError, UsageError
+from probreg.errors import PluginError, ProbregError, UsageError, shorten
 from probreg.params import format_spec, parse_spec
 
 
@@ -32,6 +35,26 @@ class ContractError(AssertionError):
 def _require(condition: Any, message: str) -> None:
     if not condition:
         raise ContractError(message)
+
+
+def _contract(check: Callable) -> Callable:
+    """Plugin code that raises where it should answer fails the check as a ContractError
+    naming the check and the exception (chained, so the traceback stays), not as a bare
+    exception. probreg's one-line errors pass through: the caller's (an unknown plugin, a bad
+    spec) and a plugin's own refusals."""
+
+    @functools.wraps(check)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(*args, **kwargs)
+        except (ContractError, ProbregError):
+            raise
+        except Exception as error:
+            raise ContractError(
+                f"{check.__name__}: the plugin raised {type(error).__name__}: {shorten(error)}"
+            ) from error
+
+    return checked
 
 
 def check_params(kind: str, spec: str) -> list[str]:
@@ -62,10 +85,12 @@ def check_params(kind: str, spec: str) -> list[str]:
         raise ContractError(f"{kind} '{cls.name}' accepted an unknown parameter")
     rebuilt = plugins.create(kind, format_spec(name, params, instance.options))
     _require(rebuilt.options == instance.options, "spec -> options -> spec does not round-trip")
-    done.append(f"{len(params)} parameters declared, validated and round-tripped")
+    noun = "parameter" if len(params) == 1 else "parameters"
+    done.append(f"{len(params)} {noun} declared, validated and round-tripped")
     return done
 
 
+@_contract
 def check_distribution(
     distribution: Distribution, rng: np.random.Generator | None = None, draws: int = 20_000
 ) -> list[str]:
@@ -335,6 +360,7 @@ def _check_normalised(distribution: Distribution, samples: np.ndarray) -> None:
     )
 
 
+@_contract
 def check_family(spec: str, seed: int = 0) -> list[str]:
     """A family's contract: its layer (shapes over any leading axes, argument checks, config
     round trip), its ``keras.ops`` log-density against its numpy distribution, finite loss
@@ -402,6 +428,8 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
             np.isfinite(value) and all(np.all(np.isfinite(g)) for g in gradients),
             "the loss or its gradients are not finite",
         )
+        if d == dims[0]:
+            done.append(_check_layer_saves(family, model, features.reshape(15, 8)))
         done.append(
             f"d={d}: the layer acts on the last axis and rebuilds from its config, which gives "
             "back the family's options; the keras.ops "
@@ -421,6 +449,30 @@ def check_family(spec: str, seed: int = 0) -> list[str]:
     return done
 
 
+def _check_layer_saves(family: Any, model: Any, x: np.ndarray) -> str:
+    """A model holding the family's layer saves and loads back in Keras safe mode, after
+    ``layer_class()`` (what probreg calls before loading a run), with identical outputs."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "family.keras"
+        model.save(path)
+        family.layer_class()
+        try:
+            loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as error:
+            raise ContractError(
+                f"a model holding the family's layer does not load back: {shorten(error)}; "
+                "decorate the layer class with @keras.saving.register_keras_serializable() "
+                "inside layer_class()"
+            ) from None
+    _require(
+        np.array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(loaded(x))),
+        "a model holding the family's layer gives other outputs after save and load",
+    )
+    return "the layer saves in a model and loads back in Keras safe mode, outputs unchanged"
+
+
 def _raises(function) -> bool:
     try:
         function()
@@ -429,6 +481,7 @@ def _raises(function) -> bool:
     return False
 
 
+@_contract
 def check_head(spec: str, input_dim: int = 2, output_dim: int = 1, seed: int = 0) -> list[str]:
     """A head's contract: model shapes and dtype, finite loss and gradients, a valid predictive
     distribution, and a ``get_config`` / save / load round trip with identical outputs."""
@@ -512,6 +565,7 @@ def _loss_and_gradients(model, loss, x, y) -> tuple[float, list[np.ndarray]]:
     return float(keras.ops.convert_to_numpy(value)), []
 
 
+@_contract
 def check_sampler(spec: str, seed: int = 0) -> list[str]:
     """A sampler's contract, on a two-output mixture, a one-output mixture and a one-output
     distribution that is not a mixture (a spline flow): an array of shape
@@ -572,6 +626,7 @@ def check_sampler(spec: str, seed: int = 0) -> list[str]:
     return done
 
 
+@_contract
 def check_dataset(spec: str, seed: int = 0) -> list[str]:
     """A dataset's contract: parts with matching shapes, finite values, the same data for the
     same seed, and (if it has one) an exact density: one value per row, normalised over ``y``
@@ -767,6 +822,39 @@ def _importance_total(
     weights = np.exp(log_density(np.repeat(x0[None], len(draws), 0), draws) - log_q)
     ess = weights.sum() ** 2 / max((weights**2).sum(), 1e-300)
     return float(weights.mean()), float(weights.std() / np.sqrt(len(weights))), float(ess)
+
+
+def check_package(package: str) -> dict[str, list[str]]:
+    """Check every plugin that ``package`` (an installed distribution, e.g.
+    ``"probreg-laplace"``) registers, with each plugin's own specs (``test_specs``, or
+    ``contract_specs(folder)``, else its bare name): what probreg's tests do for the built-ins,
+    for a plugin package's own tests. Returns each ``"kind spec"``'s report."""
+    from probreg.plugins import _normalise, broken_reason, left_out
+
+    wanted = _normalise(package)
+    why = broken_reason(package)
+    _require(why is None, f"plugin package {package!r} failed to load: {why}")
+    _require(
+        all(_normalise(name) != wanted for name in left_out),
+        f"plugin package {package!r} is left out by PROBREG_LOAD_PLUGINS",
+    )
+    entries = [
+        entry
+        for kind in plugins.registry().values()
+        for entry in kind.values()
+        if not entry.source.builtin and _normalise(entry.source.name) == wanted
+    ]
+    _require(entries, f"no plugin is registered by a package named {package!r}")
+    reports = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for entry in entries:
+            for spec in entry.cls.contract_specs(Path(folder)):
+                _require(
+                    spec.partition(":")[0] == entry.name,
+                    f"{entry.kind} {entry.name}: its test spec {spec!r} names another plugin",
+                )
+                reports[f"{entry.kind} {spec}"] = check_plugin(entry.kind, spec)
+    return reports
 
 
 def check_plugin(kind: str, spec: str) -> list[str]:

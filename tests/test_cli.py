@@ -9,11 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import probreg as probreg_api
 from probreg.calibration import SCORES
 from probreg.errors import UsageError
+from probreg.params import parse_spec
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -178,6 +180,34 @@ def test_run_end_to_end_writes_every_artifact(tmp_path):
     assert "epoch" in result.stderr
     # No temp files left; the only hidden file is the marker that makes the folder probreg's.
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".probreg.json"]
+
+
+def test_a_csv_path_with_a_comma_is_quoted_and_the_run_loads_back(tmp_path):
+    """Specs split at commas, so a value holding one is quoted; the run records the quoted
+    spec, which parses back to the same file."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=200)
+    data = tmp_path / "a,b.csv"
+    data.write_text(
+        "x,y\n"
+        + "".join(f"{a},{a + 0.1 * e}\n" for a, e in zip(x, rng.normal(size=200), strict=True))
+    )
+    result = probreg(
+        "run",
+        "--dataset",
+        f'csv:path="{data}",x=x,y=y',
+        "--head",
+        "mlp:hidden=8,epochs=1",
+        "--quiet",
+        "--output",
+        str(tmp_path / "r"),
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = probreg_api.load_run(tmp_path / "r")
+    assert parse_spec(loaded.config["dataset"]["spec"])[1]["path"] == str(data)
+    unquoted = probreg("run", "--dataset", f"csv:path={data},x=x,y=y", "-o", str(tmp_path / "u"))
+    assert_one_line_error(unquoted, 'quote a value that holds a comma: path="a,b.csv"')
+    assert not (tmp_path / "u").exists()
 
 
 def test_quiet_prints_only_the_summary(tmp_path):

@@ -374,7 +374,7 @@ def test_a_run_below_the_bayes_limit_warns_that_the_exact_density_is_wrong(tempo
     assert api.below_bayes_limit(types.SimpleNamespace(**{**vars(result), "data": data})) is None
 
 
-def test_check_family_refuses_a_parameter_every_family_head_already_has(temporary_plugin):
+def _clashing_family():
     from probreg.families.gaussian_mixture import GaussianMixtureFamily
     from probreg.params import Param
 
@@ -384,12 +384,10 @@ def test_check_family_refuses_a_parameter_every_family_head_already_has(temporar
         name = "clash"
         params = (*GaussianMixtureFamily.params, Param("hidden", "int", 3, "a clash"))
 
-    _with(temporary_plugin, "register_families", Clash)
-    with pytest.raises(ContractError, match="declares hidden, which family heads already have"):
-        check_plugin("family", "clash")
+    return Clash
 
 
-def test_check_family_refuses_options_from_layer_that_misread_the_layer(temporary_plugin):
+def _misreading_family():
     from probreg.families.spline import SplineFamily
 
     class Misread(SplineFamily):
@@ -400,6 +398,104 @@ def test_check_family_refuses_options_from_layer_that_misread_the_layer(temporar
         def options_from_layer(self, config):
             return {"affine": bool(config.get("shift", False))}
 
-    _with(temporary_plugin, "register_families", Misread)
-    with pytest.raises(ContractError, match="options_from_layer reads"):
-        check_plugin("family", "misread")
+    return Misread
+
+
+def _unregistered_layer_family():
+    from probreg.families.gaussian_mixture import GaussianMixtureFamily, layer_class
+
+    class Hidden(layer_class()):
+        """Defined in a function and not registered: a saved model cannot find it."""
+
+    class Unregistered(GaussianMixtureFamily):
+        """A Gaussian mixture whose layer class is not registered with Keras."""
+
+        name = "unregistered-layer"
+
+        def layer_class(self):
+            return Hidden
+
+    return Unregistered
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # A parameter every family head already has.
+        (_clashing_family, "declares hidden, which family heads already have"),
+        (_misreading_family, "options_from_layer reads"),
+        # A layer Keras cannot find when loading fails check_family, not only a head's check.
+        (_unregistered_layer_family, "does not load back: .*register_keras_serializable"),
+    ],
+    ids=["param-clash", "options-from-layer", "unregistered-layer"],
+)
+def test_check_family_catches_a_broken_family(temporary_plugin, make, message):
+    family = make()
+    _with(temporary_plugin, "register_families", family)
+    with pytest.raises(ContractError, match=message):
+        check_plugin("family", family.name)
+
+
+def test_check_package_runs_every_plugin_of_one_package_with_its_test_specs(monkeypatch):
+    """A plugin package's own tests check all it registers in one call; test_specs are used."""
+    import types
+
+    from probreg.default_plugins.bishop import Bishop
+    from probreg.hookspecs import hookimpl
+    from probreg.testing import check_package
+
+    class SmallBishop(Bishop):
+        """Bishop's problem under another name."""
+
+        name = "small-bishop"
+        test_specs = (
+            "small-bishop:n=60,val=10,test=40",
+            "small-bishop:n=60,val=10,test=40,noise=0.2",
+        )
+
+    class Misnamed(SmallBishop):
+        """A test spec that names another plugin."""
+
+        name = "misnamed"
+        test_specs = ("small-bishop:n=60,val=10,test=40",)
+
+    def package(*classes):
+        return types.SimpleNamespace(
+            register_datasets=hookimpl(lambda register: [register(c) for c in classes])
+        )
+
+    with plugins.temporary_plugin(package(SmallBishop), "probreg-small"):
+        reports = check_package("probreg_small")  # the name as pip normalises it
+    assert list(reports) == [f"dataset {spec}" for spec in SmallBishop.test_specs]
+    assert all(any("integrates to 1" in line for line in r) for r in reports.values())
+    with pytest.raises(ContractError, match="no plugin is registered by a package named 'nowhere'"):
+        check_package("nowhere")
+    misnamed = plugins.temporary_plugin(package(Misnamed), "probreg-misnamed")
+    with misnamed, pytest.raises(ContractError, match="names another plugin"):
+        check_package("probreg-misnamed")
+    # A package whose other hook failed is not passed on what is left of it.
+    monkeypatch.setattr(plugins, "_broken", {})  # the warning's record, for this test only
+
+    def broken_families(register):
+        raise ImportError("no module named 'scipy_extra'")
+
+    half = types.SimpleNamespace(
+        register_datasets=hookimpl(lambda register: register(SmallBishop)),
+        register_families=hookimpl(broken_families),
+    )
+    failed = plugins.temporary_plugin(half, "probreg-half")
+    with failed, pytest.raises(ContractError, match="'probreg-half' failed to load: ImportError"):
+        check_package("probreg-half")
+    monkeypatch.setitem(plugins.left_out, "Probreg.Gone", "1.0")
+    with pytest.raises(ContractError, match="is left out by PROBREG_LOAD_PLUGINS"):
+        check_package("probreg_gone")
+
+
+def test_a_distribution_that_raises_fails_as_a_contract_error_naming_it():
+    class WrongAxis(GaussianMixture):
+        def variance(self):
+            return np.sum(super().variance(), axis=5)  # numpy's AxisError
+
+    broken = WrongAxis(np.zeros((4, 1)), np.zeros((4, 1, 1)), np.ones((4, 1, 1)))
+    with pytest.raises(ContractError, match="check_distribution: the plugin raised AxisError"):
+        check_distribution(broken)

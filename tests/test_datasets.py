@@ -293,3 +293,18 @@ def test_inconsistent_data_from_a_plugin_is_a_one_line_plugin_error():
     assert isinstance(names.value, ValueError)  # what it raised before
     with pytest.raises(PluginError, match="x_val and y_val with different numbers of rows"):
         Data(x, y, x[:3], y, x, y, ("x",), ("y",))
+
+
+def test_split_draw_cuts_n_val_and_test_rows_and_refuses_a_short_draw():
+    from probreg.datasets import split_draw
+
+    options = {"n": 5, "val": 2, "test": 3}
+    x = np.arange(10.0)[:, None]
+    names = {"x_names": ("x",), "y_names": ("y",)}
+    data = split_draw(x, 2 * x, options, **names)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (5, 2, 3)
+    np.testing.assert_array_equal(data.y_test[:, 0], [14.0, 16.0, 18.0])
+    longer = split_draw(np.arange(12.0)[:, None], np.zeros((12, 1)), options, **names)
+    assert len(longer.x_test) == 5  # a longer draw gives the test part the rest, as before
+    with pytest.raises(ValueError, match="got 9 rows for n=5, val=2 and test=3: draw .* = 10"):
+        split_draw(x[:9], x[:9], options, **names)

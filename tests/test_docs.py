@@ -122,12 +122,17 @@ def test_the_plugin_tutorial_builds_a_working_package(tmp_path):
     checked = run(
         sys.executable,
         "-c",
-        "from probreg.testing import check_family, check_dataset, check_sampler\n"
-        "print(check_family('laplace'))\n"
-        "print(check_dataset('noisy-line:n=100,val=20,test=50'))\n"
-        "print(check_sampler('quantile:level=0.9'))",
+        "from probreg.testing import check_package, check_head\n"
+        "print(check_package('probreg-laplace'))\n"
+        "print(check_head('mdn:family=laplace,hidden=8'))",
     )
     assert checked.returncode == 0, checked.stderr
+    for checked_spec in (
+        "family laplace",
+        "dataset noisy-line:n=100,val=20,test=50",
+        "sampler quantile",
+    ):
+        assert checked_spec in checked.stdout
     compared = run(
         sys.executable,
         "-m",

@@ -16,7 +16,7 @@ import pytest
 
 from probreg import api, files, rundir
 from probreg.default_plugins.mdn import MDN
-from probreg.errors import TrainingError
+from probreg.errors import TrainingError, UsageError
 from probreg.hookspecs import hookimpl
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
@@ -52,6 +52,109 @@ def test_nan_loss_stops_with_a_clear_message(temporary_plugin, tmp_path):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["test"] is None
     assert not (tmp_path / "r" / "model.keras").exists()
+
+
+@pytest.mark.parametrize(
+    ("failure", "fragment"),
+    [
+        (MemoryError("Unable to allocate 3.64 TiB"), "ran out of memory building its model"),
+        (
+            RuntimeError("{{function_node StatelessRandomUniformV2}} OOM when allocating tensor"),
+            "ran out of memory building its model",
+        ),
+        (RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate"), "ran out"),
+        (ValueError("kernel shape mismatch"), "cannot build its model for 1 inputs and 1 "),
+    ],
+)
+def test_a_model_that_cannot_be_built_is_one_line_before_any_folder(
+    temporary_plugin, tmp_path, failure, fragment
+):
+    """A head too big for memory (each library words the failure its own way) or otherwise
+    unbuildable is refused in one line naming the cause, before the run folder exists."""
+
+    class Unbuildable(MDN):
+        name = "unbuildable"
+
+        def build(self, input_dim, output_dim, trunk=None):
+            raise failure
+
+    temporary_plugin(
+        types.SimpleNamespace(register_heads=hookimpl(lambda register: register(Unbuildable)))
+    )
+    with pytest.raises(UsageError, match=fragment) as caught:
+        api.run("spiral:n=300,val=50,test=50", "unbuildable:hidden=8", output=tmp_path / "r")
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_of_memory_is_recognised_in_each_librarys_words_and_through_a_chain():
+    from probreg.errors import out_of_memory
+
+    assert out_of_memory(MemoryError())
+    assert out_of_memory(RuntimeError("CUDA_ERROR_OUT_OF_MEMORY: out of memory"))
+    assert out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating"))
+    try:
+        try:
+            raise MemoryError("Unable to allocate 4 TiB")
+        except MemoryError as inner:
+            raise ValueError("building the layer failed") from inner
+    except ValueError as wrapped:
+        assert out_of_memory(wrapped)
+    assert not out_of_memory(ValueError("kernel shape mismatch"))
+
+
+def test_running_out_of_memory_in_training_is_one_line_and_leaves_no_folder(
+    tmp_path, capsys, monkeypatch
+):
+    """JAX and TensorFlow raise their own errors, not MemoryError, when an allocation fails
+    mid-training; the command says so in one line, exits 1 and leaves no run folder."""
+    from probreg import training
+    from probreg.cli import main
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("INTERNAL: Out of memory allocating 4000000000000 bytes.")
+
+    monkeypatch.setattr(training, "fit", exhausted)
+    args = ["run", "--dataset", "spiral:n=300,val=50,test=50", "--head", "mdn:hidden=8"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--quiet", "-o", str(tmp_path / "r")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "Error: out of memory; try a smaller dataset, model or batch_size"
+    ]
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setattr(training, "fit", lambda *a, **k: 1 / 0)  # other errors still show
+    with pytest.raises(ZeroDivisionError):
+        main([*args, "--quiet", "-o", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_sampler_that_cannot_serve_the_head_is_refused_before_training(
+    tmp_path, monkeypatch, command
+):
+    """A temperature needs mixture components; the spline family has none. That is said before
+    any training or folder, not after the model has trained."""
+    from probreg import comparison, training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the sampler was checked")
+
+    monkeypatch.setattr(training, "fit", no_training)
+    data, head, sampler = (
+        "spiral:n=300,val=50,test=50",
+        "mdn:family=spline,hidden=8",
+        "ancestral:temperature=0.5",
+    )
+    with pytest.raises(UsageError) as caught:
+        if command == "run":
+            api.run(data, head, sampler, output=tmp_path / "r", quiet=True)
+        else:
+            comparison.compare(data, [head], sampler, output=tmp_path / "r", quiet=True)
+    assert str(caught.value) == (
+        f"sampler '{sampler}' cannot draw from head '{head}': SplineFlow has no mixture "
+        "components, so temperatures other than 1 are not allowed"
+    )
+    assert not (tmp_path / "r").exists()
 
 
 def test_same_seed_gives_the_same_metrics():

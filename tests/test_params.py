@@ -26,6 +26,13 @@ def test_parse_spec_splits_name_and_options():
     assert parse_spec(" csv:path=a=b.csv ") == ("csv", {"path": "a=b.csv"})
 
 
+def test_a_quoted_value_may_hold_commas_and_the_other_quote():
+    assert parse_spec('csv:path="a,b.csv",x=t') == ("csv", {"path": "a,b.csv", "x": "t"})
+    assert parse_spec("csv:path='it\"s,1.csv' ,x=t") == ("csv", {"path": 'it"s,1.csv', "x": "t"})
+    # A quote inside an unquoted value is an ordinary character.
+    assert parse_spec("csv:path=it's.csv,x=t") == ("csv", {"path": "it's.csv", "x": "t"})
+
+
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
@@ -35,6 +42,9 @@ def test_parse_spec_splits_name_and_options():
         ("", "malformed"),
         ("mdn:components=3,components=4", "given twice"),
         ("mdn:=3", "expected key=value"),
+        ("csv:path=a,b.csv", 'quote a value that holds a comma: path="a,b.csv"'),
+        ('csv:path="a,b.csv,x=t', "quote is not closed"),
+        ('csv:path="a,b".csv,x=t', "text after the closing quote"),
     ],
 )
 def test_malformed_specs_are_refused(spec, fragment):
@@ -96,6 +106,13 @@ def test_format_spec_round_trips_non_defaults():
     assert format_spec("mdn", PARAMS, resolve_options(PARAMS, {}, "x")) == "mdn"
 
 
+@pytest.mark.parametrize("value", ["a,b.csv", 'say "a,b"', "'lead", "it's,x", "plain", ' "x"'])
+def test_format_spec_quotes_values_that_need_it(value):
+    params = (Param("path", "str", None, "a file"), Param("x", "str", "t", "a column"))
+    spec = format_spec("csv", params, {"path": value, "x": "u"})
+    assert parse_spec(spec) == ("csv", {"path": value, "x": "u"})
+
+
 def test_integers_without_a_maximum_stop_at_int32():
     params = (Param("n", "int", 10, "rows", minimum=1),)
     assert resolve_options(params, {"n": str(2**31 - 1)}, "x")["n"] == 2**31 - 1
@@ -104,3 +121,30 @@ def test_integers_without_a_maximum_stop_at_int32():
     free = (Param("n", "int", 10, "rows"),)
     with pytest.raises(UsageError, match="outside -2147483647 to 2147483647"):
         resolve_options(free, {"n": "-99999999999999999999"}, "dataset 'x'")
+
+
+def test_a_family_option_is_named_as_the_familys_and_a_misplaced_one_gets_a_hint():
+    from probreg import plugins
+
+    with pytest.raises(UsageError, match="^invalid family 'spline' parameter 'bins': 1 is below"):
+        plugins.create("head", "mdn:family=spline,bins=1")
+    with pytest.raises(UsageError) as caught:
+        plugins.create("head", "mdn:family=spline,components=3")
+    assert str(caught.value).startswith("unknown parameter 'components' for head 'mdn'")
+    assert str(caught.value).endswith(
+        "; 'components' is a parameter of families discrete, gaussian_mixture, "
+        "gaussian_mixture_full, student_t (pick one with family=NAME)"
+    )
+    with pytest.raises(UsageError) as caught:  # a name no family has: no hint
+        plugins.create("head", "mdn:wings=3")
+    assert "is a parameter of" not in str(caught.value)
+    with pytest.raises(UsageError) as caught:  # mlp's family is fixed: no family= to pick
+        plugins.create("head", "mlp:components=3")
+    assert "family=" not in str(caught.value)
+
+
+def test_a_value_that_needs_quotes_but_holds_both_kinds_is_refused_in_one_line():
+    params = (Param("path", "str", None, "a file"),)
+    for value in ("""both "a" and 'b', x""", '"it\'s"'):
+        with pytest.raises(UsageError, match="cannot be written in a spec: .* holds both kinds"):
+            format_spec("csv", params, {"path": value})

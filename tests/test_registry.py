@@ -59,8 +59,14 @@ def _module(**hooks) -> types.SimpleNamespace:
 
 def test_two_plugins_with_one_name_are_refused_naming_both(temporary_plugin):
     temporary_plugin(_module(register_samplers=lambda register: register(Duplicate)), "dupe-pkg")
-    with pytest.raises(PluginError, match="'probreg.default_plugins.mean' and 'dupe-pkg'"):
+    with pytest.raises(
+        PluginError, match="'probreg.default_plugins.mean' and 'dupe-pkg'"
+    ) as caught:
         plugins.registry()
+    # Built-ins always load, so the remedy names the package.
+    assert str(caught.value).endswith(
+        "uninstall 'dupe-pkg' or leave it out of PROBREG_LOAD_PLUGINS"
+    )
 
 
 def test_temporary_plugin_appears_and_disappears(temporary_plugin):

@@ -534,3 +534,53 @@ def test_robot_arm_with_correlated_readings_has_the_right_exact_density():
     assert correlated - independent == pytest.approx(0.5 * np.log(1 - 0.81), abs=0.03)
     # A density with the wrong correlation scores the correlated data worse.
     assert -RobotArmDensity(0.05)(data.x_test, data.y_test).mean() > correlated + 0.5
+
+
+def test_an_ensembles_mode_is_its_peak_even_between_its_members():
+    """Two overlapping single-peaked members peak between their own modes: the ensemble's
+    mode is found there (scipy's bounded search is the reference), not at a member's mode."""
+    from scipy import optimize
+
+    def logistic(loc, scale):
+        return LogisticMixture(
+            np.zeros((2, 1)), np.array(loc)[:, None, None], np.array(scale)[:, None, None]
+        )
+
+    # Row 0 is symmetric (peak at 1); row 1 is not.
+    ensemble = EqualMixture([logistic([0.0, 0.0], [1.0, 1.0]), logistic([2.0, 1.5], [1.0, 0.6])])
+    mode = ensemble.mode()[:, 0]
+    for row in range(2):
+
+        def minus_log_density(y, row=row):
+            return -ensemble.log_prob(np.full((2, 1), y))[row]
+
+        best = optimize.minimize_scalar(minus_log_density, bounds=(0.0, 2.0), method="bounded")
+        assert mode[row] == pytest.approx(best.x, abs=0.05)
+        assert -minus_log_density(mode[row]) >= -best.fun - 1e-3
+    assert mode[0] == pytest.approx(1.0)
+    # A discrete ensemble's mode stays on its lattice.
+    lattice = (np.zeros(1), np.ones(1))
+    discrete = EqualMixture(
+        [
+            DiscretizedLogisticMixture(logistic([0.0, 0.0], [2.0, 2.0]), *lattice),
+            DiscretizedLogisticMixture(logistic([4.0, 3.0], [2.0, 2.0]), *lattice),
+        ]
+    ).mode()
+    np.testing.assert_array_equal(discrete, np.round(discrete))
+    np.testing.assert_array_equal(discrete[0], [2.0])
+
+
+def test_a_two_output_discrete_mode_is_the_most_probable_lattice_point():
+    """Where two components overlap, the joint peak need be neither a component's location nor
+    each coordinate's own most probable point: over 60 random two-component rows the mode is
+    the best of every lattice point on a wide grid."""
+    rng = np.random.default_rng(0)
+    continuous = LogisticMixture(
+        np.log(rng.dirichlet([1.0, 1.0], size=60)),
+        rng.uniform(-4.0, 4.0, size=(60, 2, 2)),
+        rng.uniform(0.5, 3.0, size=(60, 2, 2)),
+    )
+    mass = DiscretizedLogisticMixture(continuous, np.zeros(2), np.ones(2))
+    grid = [(a, b) for a in range(-12, 13) for b in range(-12, 13)]
+    best = np.max([mass.log_prob(np.tile(point, (60, 1))) for point in grid], axis=0)
+    np.testing.assert_allclose(mass.log_prob(mass.mode()), best, rtol=0, atol=1e-12)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import probreg
+from probreg import plugins
 from probreg.calibration import SCORES
 from probreg.errors import PluginError, UsageError
 
@@ -81,7 +82,7 @@ def test_corrupt_or_truncated_model_is_a_one_line_error(small_run, tmp_path, dam
     assert "not found" not in str(error.value).lower()  # Keras's own word for a non-zip file
 
 
-def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path):
+def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path, monkeypatch):
     copy = tmp_path / "copy"
     shutil.copytree(small_run.run_dir, copy)
     config = json.loads((copy / "config.json").read_text())
@@ -89,6 +90,15 @@ def test_run_from_an_uninstalled_plugin_names_the_package(small_run, tmp_path):
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(PluginError, match="head 'ghost' from plugin package 'probreg-ghost' 1.2.0"):
         probreg.load_run(copy)
+    # installed but broken: the reason it failed to load, not "not installed"
+    with monkeypatch.context() as patch:
+        patch.setitem(plugins._broken, "probreg_ghost", "ImportError: no module named 'ghostdep'")
+        with pytest.raises(PluginError) as caught:
+            probreg.load_run(copy)
+    assert str(caught.value).endswith(
+        "'probreg-ghost' 1.2.0, which failed to load (ImportError: no module named 'ghostdep'; "
+        "fix or reinstall it)"
+    )
     # a family from a package that is gone is named too (the head itself is built in)
     config = json.loads((small_run.run_dir / "config.json").read_text())
     assert config["family"]["spec"].startswith("gaussian_mixture")

@@ -16,7 +16,7 @@ from probreg import csvfiles
 from probreg.datasets import Data, Dataset, split_rows, split_table
 from probreg.errors import UsageError
 from probreg.hookspecs import hookimpl
-from probreg.params import Param
+from probreg.params import Param, quote_value
 
 
 class CSVFile(Dataset):
@@ -64,7 +64,7 @@ class CSVFile(Dataset):
     def contract_specs(cls, folder: Path) -> tuple[str, ...]:
         from probreg.datasets import bundled_path
 
-        return (f"csv:path={bundled_path('mcycle.csv')},x=times,y=accel",)
+        return (f"csv:path={quote_value(str(bundled_path('mcycle.csv')))},x=times,y=accel",)
 
     def load(self, seed: int) -> Data:
         o = self.options

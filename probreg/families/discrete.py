@@ -19,6 +19,7 @@ spacing (d)]``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -282,8 +283,15 @@ class DiscretizedLogisticMixture(Distribution):
         return (self.spacing * (inside.sum(axis=-1) + outside)).mean(axis=-1)
 
     def mode(self) -> np.ndarray:
+        """The most probable of: each component's lattice point, each coordinate's most
+        probable point, and the lattice points around the continuous mixture's mode (where
+        overlapping components peak between their locations)."""
         c = self.continuous
         candidates = [self._point(self._index(c.means[:, k, :])) for k in range(c.components)]
+        peak = self._index(c.mode())
+        d = self.event_dim
+        steps = itertools.product((-1, 0, 1), repeat=d) if d <= 3 else [(0,) * d]
+        candidates += [self._point(peak + np.asarray(step)) for step in steps]
         grid = self._grid()
         if grid is not None:  # each coordinate's most probable point
             index, mass = grid
