@@ -584,6 +584,6 @@ def save_run(
         if run is not None
     ]
     result.metrics["pictures"] = plots.draw_all(
-        run_dir, data.x_test, data.y_test, views, data.y_names
+        run_dir, data.x_test, data.y_test, views, data.y_names, data.x_names
     )
     rundir.write_metrics(run_dir, result.metrics)

@@ -136,6 +136,10 @@ def _os_error(error: OSError) -> NoReturn:
     _fail(f"{error.strerror or error}{where}", 1)
 
 
+#: Set by the CLI when it sends native stderr to /dev/null; its worker processes follow it.
+MUTED_NATIVE = "PROBREG_MUTED_NATIVE_STDERR"
+
+
 def _mute_native_stderr() -> None:
     """Keep Python's stderr on the terminal, but send what native code writes to file
     descriptor 2 (TensorFlow's and XLA's C++ start-up notices) to /dev/null."""
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     # start-up lines even at 3). A caller's own process (``main([...])``) keeps its descriptors.
     if argv is None and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ[MUTED_NATIVE] = "1"  # so tune's worker processes mute theirs too
         _mute_native_stderr()
     interrupts.install()
     try:
@@ -219,22 +224,22 @@ def _summary(metrics: dict[str, Any]) -> str:
     test = metrics["test"]
     lines = [
         f"{metrics['dataset']} | {metrics['head']} | seed {metrics['seed']} | "
-        f"{metrics['epochs']} epochs (best {metrics['best_epoch']}) in "
-        f"{metrics['train_seconds']:.1f} s | {metrics['status']}",
-        f"  {'test nll':<14}{test['nll']:>10.4f}",
+        f"{metrics['epochs']} epoch{'' if metrics['epochs'] == 1 else 's'} "
+        f"(best {metrics['best_epoch']}) in {metrics['train_seconds']:.1f} s | {metrics['status']}",
+        f"  {'test nll':<18}{test['nll']:>10.4f}",
     ]
     if metrics.get("likelihood") == "mass":
         lines[-1] += "   (a log-mass: integer targets, discrete family)"
     if metrics.get("bayes_nll") is not None:
         lines[-1] += f"   (Bayes limit {metrics['bayes_nll']:.4f}, gap {metrics['bayes_gap']:.4f})"
     lines += [
-        f"  {'test crps':<14}{test['crps']:>10.4f}",
-        f"  {'test rmse':<14}{test['rmse']:>10.4f}",
-        f"  {'coverage_90':<14}{test['coverage_90']:>10.3f}",
+        f"  {'test crps':<18}{test['crps']:>10.4f}",
+        f"  {'test rmse':<18}{test['rmse']:>10.4f}",
+        f"  {'coverage_90':<18}{test['coverage_90']:>10.3f}",
     ]
     for key, label in (("energy", "energy score"), ("variogram", "variogram")):
         if key in test:
-            lines.append(f"  {label:<14}{test[key]:>10.4f}")
+            lines.append(f"  {label:<18}{test[key]:>10.4f}")
     from probreg.postfit import summary_lines
 
     lines += summary_lines(metrics)
@@ -699,8 +704,8 @@ def _levels(text: str | None) -> list[float]:
 @click.option(
     "--samples",
     "-n",
-    type=click.IntRange(min=0),
-    default=0,
+    type=click.IntRange(min=1),
+    default=None,
     help="Draws per row, from the run's sampler.",
 )
 @click.option("--quantiles", help="Quantile levels, e.g. 0.05,0.5,0.95.")
@@ -754,7 +759,7 @@ def predict(
         run_dir,
         input_path,
         output_path,
-        samples=samples,
+        samples=samples or 0,
         quantiles=_levels(quantiles),
         mean=mean,
         params=params,
@@ -852,11 +857,12 @@ def list_plugins(as_json: bool) -> None:
         }
         click.echo(json.dumps(data, indent=2))
         return
+    name_width = max([16, *(len(name) for entries in registry.values() for name in entries)])
     for kind, entries in registry.items():
         click.secho(plugins.plural(kind).capitalize(), bold=True)
         for name, entry in sorted(entries.items()):
             origin = "" if entry.source.builtin else f"  [from {entry.source.name}]"
-            click.echo(f"  {name:<16} {entry.cls.summary()}{origin}")
+            click.echo(f"  {name:<{name_width}} {entry.cls.summary()}{origin}")
             settings = [
                 (
                     f"{p.name}="

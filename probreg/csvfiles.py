@@ -96,6 +96,8 @@ def read_columns(
         for j, (name, i) in enumerate(zip(columns, index, strict=True)):
             text = row[i].strip()
             try:
+                if "_" in text or not text.isascii():  # float() takes 1_000 and other digits
+                    raise ValueError(text)
                 value = float(text)
             except ValueError:
                 raise UsageError(

@@ -138,7 +138,9 @@ class Regressor(RegressorMixin, BaseEstimator):
             )
         fraction = self.validation_fraction
         if not isinstance(fraction, numbers.Real) or not 0.0 < fraction < 1.0:
-            raise EstimatorError(f"validation_fraction must lie between 0 and 1, not {fraction!r}")
+            raise EstimatorError(
+                f"validation_fraction must lie strictly between 0 and 1, not {fraction!r}"
+            )
         n = len(X)
         n_val = max(1, round(fraction * n))
         if n - n_val < 3:

@@ -17,8 +17,10 @@ converter; ``pip install probreg[export]``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -87,6 +89,14 @@ def export_run(
 
     if format not in FORMATS:
         raise UsageError(f"unknown export format '{format}'; allowed: {', '.join(FORMATS)}")
+    import keras
+
+    backend = keras.backend.backend()
+    if format == "litert" and backend != "tensorflow":  # Keras's own limit (or torch)
+        raise UsageError(
+            f"exporting to litert needs the tensorflow backend, not {backend}; export with "
+            "KERAS_BACKEND=tensorflow (the run folder is the same)"
+        )
     target = Path(output) if output is not None else default_output(run_dir, format)
     if target.exists():
         if not force:
@@ -98,6 +108,7 @@ def export_run(
     file_name, keras_format = FORMATS[format]
     served = serving_model(run.predictor)
     staging = target.parent / f".{target.name}.probreg-export-{uuid.uuid4().hex[:12]}"
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     try:
         staging.mkdir(parents=True)
         try:
@@ -117,6 +128,8 @@ def export_run(
                 f"exporting to {format} on the {keras.backend.backend()} backend needs a "
                 f"package that is not installed ({reason}); {hint}"
             ) from None
+        if format == "onnx":
+            _check_onnx_runs(staging / file_name, served, run.predictor.x_scaling)
         head = run.predictor.head
         layer = head.layer_config(run.predictor.model) if isinstance(head, FamilyHead) else None
         metadata = {
@@ -141,7 +154,60 @@ def export_run(
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # a failed export leaves no empty folders it made (RUN/export)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return target
+
+
+def _check_onnx_runs(path: Path, served: Any, x_scaling: Any) -> None:
+    """The ONNX file loads in onnxruntime (when installed) and computes the Keras model's
+    numbers one standard deviation either side of the training inputs' mean: a converter can
+    write a graph with an operator onnxruntime lacks (tf2onnx turns exact ``gelu`` into
+    ``Erfc``), which is refused here rather than found by whoever deploys it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    shape = tuple(served.input_shape[1:])
+    mean, scale = (np.asarray(v, np.float32).ravel() for v in (x_scaling.mean, x_scaling.scale))
+    size = int(np.prod(shape))
+    rows = np.stack([mean - scale, mean + scale])  # (2, features), as serving_model reads them
+    rows = np.tile(rows, (1, size // mean.size)).reshape(2, *shape).astype(np.float32)
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        ours = session.run(None, {session.get_inputs()[0].name: rows})[0]
+    except Exception as error:
+        missing = re.search(r"No Op registered for (\w+)", str(error))
+        reason = (
+            f"it has no {missing.group(1)} operator"
+            if missing
+            else shorten(str(error).replace(str(path.parent), "<export>"), 200)
+        )
+        gelu = (  # the one case seen: exact gelu
+            ", or train with another activation than gelu, whose exact form tf2onnx writes as Erfc"
+            if missing and missing.group(1) == "Erfc"
+            else ""
+        )
+        raise UsageError(
+            f"the exported ONNX graph does not run in onnxruntime ({reason}); export another "
+            f"format (--format saved_model){gelu}"
+        ) from None
+    import keras
+
+    theirs = keras.ops.convert_to_numpy(served(rows))
+    if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-4, atol=1e-5):
+        raise UsageError(
+            "the ONNX file computes other numbers than the model (largest difference "
+            f"{_largest_difference(ours, theirs)}); export another format (--format "
+            "saved_model)"
+        )
+
+
+def _largest_difference(ours: np.ndarray, theirs: np.ndarray) -> str:
+    if ours.shape != theirs.shape:
+        return f"shape {ours.shape} against {theirs.shape}"
+    return f"{float(np.max(np.abs(ours - theirs))):.3g}"
 
 
 def _check_replaceable(target: Path) -> None:

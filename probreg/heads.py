@@ -258,12 +258,12 @@ class FamilyHead(Head):
             listed = {p.name for p in _family_class(self.default_family).params}
             own = tuple(p for p in own if p.name not in listed)
         self.params = family_head_params(own, family_cls, default)  # this instance's
-        # The family's own options first, so a bad one is named as the family's.
+        # The family's own options first, so a bad one is named as the family's too.
         mine = {p.name for p in family_cls.params}
         resolve_options(
             family_cls.params,
             {k: v for k, v in options.items() if k in mine},
-            f"family '{family_cls.name}'",
+            f"head '{self.name}' (family '{family_cls.name}')",
         )
         try:
             super().__init__(**options)

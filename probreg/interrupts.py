@@ -17,8 +17,16 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def _stop_signal_numbers() -> list[int]:
+    """The stop signals this platform has (Windows has no SIGHUP)."""
+    return [getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)]
+
 
 #: Stop signals this process has received since :func:`install`.
 received = 0
@@ -76,12 +84,40 @@ def install() -> None:
     ignored; outside the main thread the handlers stay as they are."""
     global pending
     pending = 0
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name, None)
-        if number is None:
-            continue
+    for number in _stop_signal_numbers():
         with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them
             if signal.getsignal(number) is not signal.SIG_IGN:
                 signal.signal(number, _stop)
     if not getattr(sys.unraisablehook, "probreg_silences_dropped_stops", False):
         sys.unraisablehook = _silence_dropped_stops(sys.unraisablehook)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold stop signals while a last write runs, so it is never cut in half: a stop that
+    arrives meanwhile is noted and sent again, to whatever handler was there, once the write is
+    done; a second stop is not held. Python runs signal handlers in the main thread, whichever
+    thread got the signal, so swapping the handlers holds them for the whole process; outside
+    the main thread nothing is held."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        if noted:  # asked twice: stop now
+            raise KeyboardInterrupt
+        noted.append(signum)
+
+    previous = {}
+    for number in _stop_signal_numbers():
+        handler = signal.getsignal(number)
+        if handler in (signal.SIG_IGN, None):  # ignored, or native code's own
+            continue
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: nothing held
+            signal.signal(number, note)
+            previous[number] = handler
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if noted:
+        signal.raise_signal(noted[0])

@@ -64,7 +64,7 @@ class Param:
         if self.type == "bool":
             return "true" if value else "false"
         if self.type == "float":
-            return f"{value:g}"
+            return float_text(value)
         return str(value)
 
     def parse(self, raw: Any, owner: str) -> Any:
@@ -128,6 +128,14 @@ class Param:
                 raise UsageError(
                     f"invalid {where}: '{item}' is not allowed; allowed: {', '.join(self.choices)}"
                 )
+
+
+def float_text(value: float) -> str:
+    """``value`` as text that reads back the same: six significant digits where they are
+    enough (``0.001``, ``3``, ``1e-05``), else in full (``0.0123456789``): a tuned value
+    rounded would train another model."""
+    short = f"{value:g}"
+    return short if float(short) == float(value) else repr(float(value))
 
 
 #: The largest integer parameter without a declared maximum: sizes and counts past it only

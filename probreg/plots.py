@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import PowerNorm
 
 from probreg import calibration, files
 from probreg.distributions import Distribution
@@ -61,7 +62,23 @@ def _thin(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.sort(rng.choice(n, MAX_SCATTER, replace=False)) if n > MAX_SCATTER else np.arange(n)
 
 
-def samples_figure(x: np.ndarray, y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
+def _dots(n: int) -> dict[str, float]:
+    """Marker size and opacity for ``n`` points: faint dots show the structure of thousands,
+    and would hide a few dozen."""
+    if n <= 300:
+        return {"s": 10.0, "alpha": 0.8}
+    if n <= 2000:
+        return {"s": 5.0, "alpha": 0.5}
+    return {"s": 3.0, "alpha": 0.25}
+
+
+def samples_figure(
+    x: np.ndarray,
+    y: np.ndarray,
+    views: Sequence[HeadView],
+    x_name: str = "x",
+    y_name: str = "y",
+) -> plt.Figure:
     """The original's picture: ground truth, then each head's draws at the same inputs.
 
     A red line marks each head's predictive mean, which is all an MSE network can give.
@@ -70,49 +87,73 @@ def samples_figure(x: np.ndarray, y: np.ndarray, views: Sequence[HeadView]) -> p
     keep = _thin(rng, len(x))
     xs, ys = x[keep, 0], y[keep, 0]
     order = np.argsort(xs)
+    dots = _dots(len(keep))
     figure, axes = _panels(1 + len(views))
-    axes[0].scatter(xs, ys, s=3, alpha=0.25, color=TRUTH_COLOUR, linewidths=0)
+    axes[0].scatter(xs, ys, color=TRUTH_COLOUR, linewidths=0, **dots)
     axes[0].set_title("Ground truth (test data)")
     for ax, view in zip(axes[1:], views, strict=True):
-        ax.scatter(xs, view.samples[keep, 0], s=3, alpha=0.25, color=SAMPLE_COLOUR, linewidths=0)
+        ax.scatter(xs, view.samples[keep, 0], color=SAMPLE_COLOUR, linewidths=0, **dots)
         mean = view.distribution.mean()[keep, 0]
         ax.plot(xs[order], mean[order], color=MEAN_COLOUR, lw=1.2, label="predictive mean")
         ax.set_title(f"{view.label}: samples")
         ax.legend(loc="lower right", fontsize=7, frameon=False)
     for ax in axes:
-        ax.set_xlabel("x")
-    axes[0].set_ylabel("y")
+        ax.set_xlabel(x_name)
+    axes[0].set_ylabel(y_name)
     figure.tight_layout()
     return figure
 
 
 def density_figure(
-    x: np.ndarray, y: np.ndarray, views: Sequence[HeadView], size: int = 200
+    x: np.ndarray,
+    y: np.ndarray,
+    views: Sequence[HeadView],
+    size: int = 200,
+    x_name: str = "x",
+    y_name: str = "y",
 ) -> plt.Figure:
-    """Heat map of each head's ``p(y | x)`` on a grid, with the test data over it."""
+    """Heat map of each head's ``p(y | x)`` on a grid, with the test data over it.
+
+    All panels share one colour scale, shown by a colour bar: a broad density looks dimmer
+    than a sharp one, as it is. The scale is a square root (so the broad one still shows) capped
+    at the highest panel's 99.5% quantile (so one spike does not wash out the rest)."""
     pad_x, pad_y = _margin(x), _margin(y)
     grid_x = np.linspace(x.min() - pad_x, x.max() + pad_x, size)
     grid_y = np.linspace(y.min() - pad_y, y.max() + pad_y, size)
     keep = _thin(np.random.default_rng(1), len(x))
-    figure, axes = _panels(len(views), width=4.4)
-    for ax, view in zip(axes, views, strict=True):
+    dots = _dots(len(keep))
+    densities = []
+    for view in views:
         distribution = view.distribution_at(grid_x[:, None])
-        density = np.stack(
-            [np.exp(distribution.log_prob(np.full((size, 1), value))) for value in grid_y]
+        densities.append(
+            np.stack([np.exp(distribution.log_prob(np.full((size, 1), value))) for value in grid_y])
         )  # rows: y, columns: x
-        top = np.quantile(density, 0.995)
-        ax.imshow(
+    finite = [density[np.isfinite(density)] for density in densities]
+    top = max((float(np.quantile(f, 0.995)) for f in finite if f.size), default=0.0) or 1.0
+    figure, axes = _panels(len(views), width=4.4)
+    for ax, view, density in zip(axes, views, densities, strict=True):
+        image = ax.imshow(
             np.minimum(density, top),
             origin="lower",
             aspect="auto",
             extent=(grid_x[0], grid_x[-1], grid_y[0], grid_y[-1]),
             cmap="magma",
+            norm=PowerNorm(0.5, vmin=0.0, vmax=top),  # a broad density stays visible
         )
-        ax.scatter(x[keep, 0], y[keep, 0], s=1, color="white", alpha=0.25, linewidths=0)
+        ax.scatter(
+            x[keep, 0],
+            y[keep, 0],
+            color="white",
+            linewidths=0,
+            s=dots["s"] / 2,
+            alpha=dots["alpha"],
+        )
         ax.set_title(f"{view.label}: p(y | x)")
-        ax.set_xlabel("x")
-    axes[0].set_ylabel("y")
+        ax.set_xlabel(x_name)
+    axes[0].set_ylabel(y_name)
     figure.tight_layout()
+    bar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
+    bar.set_label(f"p({y_name} | {x_name}), square-root scale, capped at {top:.3g}")
     return figure
 
 
@@ -170,8 +211,16 @@ def joint_figure(
     figure, axes = _panels(1 + len(views), width=3.8, height=3.6)
     for colour, row in enumerate(chosen):
         nearest = np.argsort(np.sum((x - x[row]) ** 2, axis=1))[: max(20, len(x) // 100)]
-        axes[0].scatter(y[nearest, 0], y[nearest, 1], s=6, color=f"C{colour}", alpha=0.6)
+        axes[0].scatter(
+            y[nearest, 0],
+            y[nearest, 1],
+            s=6,
+            color=f"C{colour}",
+            alpha=0.6,
+            label=f"test input {row + 1}",
+        )
     axes[0].set_title("Observed, near 3 test inputs")
+    axes[0].legend(fontsize=7, frameon=False, markerscale=2)
     for ax, view in zip(axes[1:], views, strict=True):
         distribution = view.distribution_at(x[chosen])
         draws = distribution.sample(rng, 400)  # (400, 3, 2)
@@ -186,36 +235,53 @@ def joint_figure(
 
 
 def training_figure(views: Sequence[HeadView]) -> plt.Figure:
-    """Training and validation loss per epoch, one colour per head (losses differ by head)."""
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
-    loss_ax, lr_ax = axes[0]
-    for index, view in enumerate(views):
+    """Training and validation loss per epoch, one panel per head (heads train on different
+    losses, an MLP's squared error beside an MDN's NLL, which one axis would compare), then
+    every head's learning rate; up to three panels a row. A view that shares another's history
+    (a recalibrated head) is not drawn again."""
+    from matplotlib.ticker import MaxNLocator
+
+    drawn, seen = [], set()
+    for view in views:
+        if id(view.history) not in seen:
+            seen.add(id(view.history))
+            drawn.append(view)
+    count = len(drawn) + 1
+    columns = min(count, 3)
+    rows = -(-count // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.4 * rows), squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    loss_axes, lr_ax = axes[: count - 1], axes[count - 1]
+    longest = 1
+    for index, (ax, view) in enumerate(zip(loss_axes, drawn, strict=True)):
         colour = f"C{index}"
         history = view.history
         epochs = np.arange(1, len(history.get("loss", [])) + 1)
-        loss_ax.plot(
-            epochs,
-            history.get("loss", []),
-            color=colour,
-            lw=1,
-            alpha=0.6,
-            label=f"{view.label} train",
-        )
+        longest = max(longest, len(epochs))
+        ax.plot(epochs, history.get("loss", []), color=colour, lw=1, alpha=0.6, label="train")
         if "val_loss" in history:
-            loss_ax.plot(
-                epochs, history["val_loss"], color=colour, lw=1.5, label=f"{view.label} validation"
-            )
+            ax.plot(epochs, history["val_loss"], color=colour, lw=1.5, label="validation")
         rates = np.asarray(history.get("learning_rate", []), float)
-        if rates.size:
-            positive = rates > 0  # cosine decay ends at exactly 0, which a log axis cannot show
-            lr_ax.plot(epochs[positive], rates[positive], color=colour, label=view.label)
-    loss_ax.set_title("Loss per epoch (each head's own loss)")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.legend(fontsize=7, frameon=False)
+        positive = rates > 0  # cosine decay ends at exactly 0, which a log axis cannot show
+        if positive.any():
+            lr_ax.plot(
+                epochs[: rates.size][positive], rates[positive], color=colour, label=view.label
+            )
+        ax.set_title(f"{view.label}: loss")
+        ax.set_ylabel("the head's own training loss")
+        ax.legend(fontsize=7, frameon=False)
     lr_ax.set_title("Learning rate")
-    lr_ax.set_xlabel("epoch")
+    lr_ax.set_ylabel("learning rate")
     if lr_ax.lines:
         lr_ax.set_yscale("log")
+        lr_ax.set_xlim(0.5, longest + 0.5)  # the same epochs as the loss panels
+        if len(drawn) > 1:
+            lr_ax.legend(fontsize=7, frameon=False)
+    for ax in axes[:count]:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     return figure
 
@@ -227,7 +293,7 @@ def calibration_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
         values = calibration.pit(view.distribution, y).ravel()  # randomised if discrete
         ax.hist(values, bins=20, range=(0, 1), density=True, color=SAMPLE_COLOUR, alpha=0.8)
         ax.axhline(1.0, color="black", lw=1, ls="--")
-        ax.set_title(f"{view.label}: PIT")
+        ax.set_title(f"{view.label}: PIT" + (", outputs pooled" if y.shape[1] > 1 else ""))
         ax.set_xlabel("F(y)")
     axes[0].set_ylabel("density")
     figure.tight_layout()
@@ -255,7 +321,7 @@ def reliability_figure(y: np.ndarray, views: Sequence[HeadView]) -> plt.Figure:
     ax.set_ylim(0, 1)
     ax.set_xlabel("nominal coverage of the central interval")
     ax.set_ylabel("observed coverage (test)")
-    ax.set_title("Reliability")
+    ax.set_title("Reliability" + (" (outputs pooled)" if y.shape[1] > 1 else ""))
     ax.legend(fontsize=7, frameon=False, loc="upper left")
     figure.tight_layout()
     return figure
@@ -277,12 +343,14 @@ def draw_all(
     y: np.ndarray,
     views: Sequence[HeadView],
     y_names: Sequence[str],
+    x_names: Sequence[str] = ("x",),
 ) -> list[str]:
     """Write every picture that fits the data's shape into ``out_dir``; return the file names."""
     figures: dict[str, Callable[[], plt.Figure]] = {}
     if x.shape[1] == 1 and y.shape[1] == 1:
-        figures["samples.png"] = lambda: samples_figure(x, y, views)
-        figures["density.png"] = lambda: density_figure(x, y, views)
+        names = {"x_name": x_names[0], "y_name": y_names[0]}
+        figures["samples.png"] = lambda: samples_figure(x, y, views, **names)
+        figures["density.png"] = lambda: density_figure(x, y, views, **names)
     else:
         figures["intervals.png"] = lambda: intervals_figure(y, views, y_names)
     if y.shape[1] == 2:

@@ -23,6 +23,7 @@ import numpy as np
 
 from probreg import calibration, conformal
 from probreg.errors import UsageError, shorten
+from probreg.params import float_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from probreg.api import RunResult
@@ -447,7 +448,7 @@ def command_flags(options: Options | None) -> str:
     if options.recalibrate:
         words.append("--recalibrate")
     if options.conformal is not None:
-        words += ["--conformal", f"{options.conformal:g}"]
+        words += ["--conformal", float_text(options.conformal)]
     if options.monitor != "nll":
         words += ["--monitor", options.monitor]
     return "".join(f" {word}" for word in words)

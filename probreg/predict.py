@@ -152,12 +152,17 @@ def predict(
             for i in range(samples)
             for j, y in enumerate(y_names)
         ]
-    if params:
-        axes = distribution.param_axes()
+    if params:  # the model's own, also where a PIT map recalibrates the rest
+        axes = model_distribution.param_axes()
         from_mean = {f"{y}_mean" for y in y_names} if mean else set()
-        for name, values in distribution.params().items():
-            made = param_columns(name, np.asarray(values), axes.get(name), y_names)
-            columns += [column for column in made if column[0] not in from_mean]  # written once
+        recalibrated = distribution is not model_distribution
+        for name, values in model_distribution.params().items():
+            for column, data in param_columns(name, np.asarray(values), axes.get(name), y_names):
+                if column in from_mean:  # the mean column holds these numbers: written once,
+                    if not recalibrated:  # unless it holds the recalibrated mean instead
+                        continue
+                    column = f"{column}_model"
+                columns.append((column, data))
     header = [name for name, _ in columns]
     repeated = next((name for name in header if header.count(name) > 1), None)
     if repeated is not None:

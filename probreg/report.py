@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,13 +35,15 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 figcaption { color: #555; font-size: 0.9em; }
 code, pre { background: #f6f8fa; padding: 0.15em 0.3em; border-radius: 3px; }
 pre { padding: 0.7em; overflow-x: auto; }
+.wide { overflow-x: auto; }
 .note { color: #555; }
 """
 
 CAPTIONS = {
     "samples.png": "Ground truth, then one draw per test input from each head. The red line is "
     "each head's predictive mean: all an MSE network can say.",
-    "density.png": "Each head's conditional density p(y | x) on a grid, test data in white.",
+    "density.png": "Each head's conditional density p(y | x) on a grid, on one colour scale for "
+    "all heads, test data in white.",
     "intervals.png": "Observed test values against each head's 90% predictive interval.",
     "joint.png": "Two outputs: draws for three test inputs (one colour each) in the output plane; "
     "the first panel shows observed outputs near those inputs.",
@@ -48,7 +51,8 @@ CAPTIONS = {
     "means underconfident.",
     "reliability.png": "Observed against nominal coverage of central intervals, one line per "
     "head: on the diagonal is calibrated, below it overconfident, above it underconfident.",
-    "training.png": "Training (thin) and validation (thick) loss per epoch, and the learning rate.",
+    "training.png": "Each head's training (thin) and validation (thick) loss per epoch, in a panel "
+    "of its own (heads may train on different losses), and the learning rate.",
 }
 
 
@@ -119,7 +123,9 @@ def write(
         )
         for label, run in views
     ]
-    pictures = plots.draw_all(out_dir, data.x_test, data.y_test, head_views, data.y_names)
+    pictures = plots.draw_all(
+        out_dir, data.x_test, data.y_test, head_views, data.y_names, data.x_names
+    )
     thumbnails = {view.label: _pit_thumbnail(view, data.y_test) for view in head_views}
     metrics = {
         "dataset": dataset,
@@ -178,6 +184,14 @@ def _table_cells(row: dict[str, Any], columns=COLUMNS) -> list[tuple[str, str, b
     return cells
 
 
+def _pictures_note(result: Ranking, replicates: Sequence[str]) -> str:
+    """Which replicate the pictures show, when there are several (the scores average them)."""
+    if len(replicates) == 1:
+        return ""
+    shown = next((run["replicate"] for run in result.runs if run["status"] != "diverged"), None)
+    return f"The pictures show one replicate, {shown}; the scores above average all of them."
+
+
 def _replicate_note(replicates: Sequence[str]) -> str:
     if len(replicates) == 1:
         return f"One replicate ({replicates[0]})."
@@ -223,7 +237,7 @@ def _html(
     runs = "".join(
         f'<tr><td class="head">{esc(run["head"])}</td><td>{esc(run["replicate"])}</td>'
         + "".join(f"<td>{esc(cell)}</td>" for cell in _run_cells(run))
-        + f'<td class="head">{esc(run["run_dir"] or "")}</td></tr>'
+        + f'<td class="head">{_folder_link(run["run_dir"])}</td></tr>'
         for run in result.runs
     )
     extra = "".join(f"<h2>{esc(title)}</h2>{body}" for title, body, _ in extra_sections)
@@ -238,19 +252,31 @@ def _html(
 <h2>Ranking</h2>
 <p class="note">Test scores, lower is better except coverage (best: closest to 0.90). Best value in
 each column in bold. {esc(_replicate_note(replicates))}</p>
-<table id="ranking"><thead><tr><th>#</th><th class="head">head</th>{header}</tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
+<div class="wide"><table id="ranking"><thead><tr><th>#</th><th class="head">head</th>{header}
+</tr></thead><tbody>{"".join(rows)}</tbody></table></div>
 <ul class="note">{"".join(f"<li>{esc(line)}</li>" for line in _score_notes(result))}</ul>
-<h2>Pictures</h2>{figures}
+<h2>Pictures</h2>{_paragraph(_pictures_note(result, replicates))}{figures}
 {extra}
 <h2>Every run</h2>
-<table id="runs"><thead><tr><th class="head">head</th><th>replicate</th><th>NLL</th><th>CRPS</th>
-<th>RMSE</th><th>coverage 90%</th><th>epochs</th><th>train s</th><th>status</th>
-<th class="head">run folder</th></tr></thead><tbody>{runs}</tbody></table>
+<div class="wide"><table id="runs"><thead><tr><th class="head">head</th><th>replicate</th>
+<th>NLL</th><th>CRPS</th><th>RMSE</th><th>coverage 90%</th><th>epochs</th><th>train s</th>
+<th>status</th><th class="head">run folder</th></tr></thead><tbody>{runs}</tbody></table></div>
 <h2>Reproduce</h2><pre>{esc(command)}</pre>
 <p class="note">Versions: {version_items}.</p>
 </body></html>
 """
+
+
+def _folder_link(run_dir: str | None) -> str:
+    """A run folder, relative to the report, as a link (the report's own folder holds it)."""
+    if not run_dir:
+        return ""
+    quoted = html.escape(urllib.parse.quote(f"{Path(run_dir).as_posix()}/"), quote=True)
+    return f'<a href="{quoted}">{html.escape(run_dir)}</a>'
+
+
+def _paragraph(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>' if text else ""
 
 
 def _run_cells(run: dict[str, Any]) -> list[str]:
@@ -297,6 +323,8 @@ def _markdown(
         lines.append(f"| {row['rank']} | `{row['head']}` | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {line}" for line in _score_notes(result)] + [""]
+    note = _pictures_note(result, replicates)
+    lines += [note, ""] if note else []
     for name in pictures:
         lines += [f"![{name}]({name})", "", f"*{CAPTIONS.get(name, name)}*", ""]
     for title, _, body in extra_sections:

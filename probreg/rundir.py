@@ -175,6 +175,12 @@ def check_complete(path: Path) -> dict[str, Any] | None:
         where = f"; its runs are in '{path / 'runs'}'" if (path / "runs").is_dir() else ""
         raise UsageError(f"'{path}' is a probreg {marker['kind']} folder, not a run{where}")
     if marker is None and not (path / CONFIG).is_file():
+        if (path / EXPORT_METADATA).is_file():
+            raise UsageError(
+                f"'{path}' is a probreg export, not a run: probreg predict needs the run folder "
+                "it came from; in Python, probreg.export.distribution reads any export's "
+                "outputs and probreg.export.OnnxModel runs an ONNX one"
+            )
         raise UsageError(f"'{path}' is not a probreg run directory: it has no {CONFIG}")
     if marker is not None and marker["state"] == "building":
         raise UsageError(

@@ -208,6 +208,10 @@ def build_space(head: str, space: str | None, epochs: int | None = None) -> Spac
     if epochs is not None:
         given.add("epochs")
     entries = parse_space(space, params, f"head '{base.name}'")
+    if epochs is not None and "epochs" in entries:
+        raise UsageError(
+            "--epochs (epochs=) and --space epochs=... both set the epochs; give one of them"
+        )
     if "family" in entries:
         raise UsageError(
             "--space cannot set 'family': each family has its own parameters; choose it in "

@@ -445,7 +445,10 @@ class _Search:
                 message = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
                 state, note = TrialState.FAIL, f"failed: {message}"
                 trial.set_user_attr("error", message)
-            except BaseException:
+            except BaseException as error:  # a stop: this trial did not finish
+                if isinstance(error, KeyboardInterrupt):
+                    with contextlib.suppress(Exception):  # it is finished whatever happens
+                        trial.set_user_attr("error", "interrupted (Ctrl-C, SIGTERM or SIGHUP)")
                 self._finish(trial, TrialState.FAIL, None, time.perf_counter() - start)
                 raise
             self._finish(trial, state, value, time.perf_counter() - start)
@@ -705,11 +708,12 @@ def tune(
         interrupted = True
     interrupted = children.wait(interrupted) or interrupted
     seconds = time.monotonic() - start
-    summary = summarize(search, seconds, command or _command(config, workers))
-    summary["storage"] = storage_shown
-    if tune_dir is not None:
-        write_outputs(tune_dir, search, summary)
-        say(f"Wrote {tune_dir / 'report.html'}")
+    with interrupts.held():  # a stop now comes after the tune folder is whole
+        summary = summarize(search, seconds, command or _command(config, workers))
+        summary["storage"] = storage_shown
+        if tune_dir is not None:
+            write_outputs(tune_dir, search, summary)
+            say(f"Wrote {tune_dir / 'report.html'}")
     best = chosen(summary)  # the defaults, if their baseline beat every trial
     return TuneResult(
         best_spec=best["spec"] if best else None,
@@ -818,6 +822,10 @@ def _worker_main() -> int:
     """``python -m probreg.tuning``: one worker process started by ``workers``; the search comes
     as JSON in ``$PROBREG_TUNE_CONFIG`` (not the command line, which others can read)."""
     interrupts.install()  # Ctrl-C and SIGTERM stop a worker as they stop `probreg tune`
+    from probreg import cli
+
+    if os.environ.get(cli.MUTED_NATIVE) == "1":  # as the command that started it
+        cli._mute_native_stderr()
     config = TuneConfig(**json.loads(os.environ["PROBREG_TUNE_CONFIG"]))
     index = os.environ.get("PROBREG_TUNE_WORKER", "?")
     say = silent if os.environ.get("PROBREG_TUNE_QUIET") == "1" else to_stderr

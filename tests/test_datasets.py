@@ -98,6 +98,7 @@ def test_csv_dataset_reads_columns_and_splits(tmp_path):
         ("x,y\n", "has a header but no data rows"),
         ("x,z\n1,2\n", "has no column 'y'; its columns are: x, z"),
         ("x,y\n1,2\n3,abc\n", "line 3, column 'y': 'abc' is not a number"),
+        ("x,y\n1,2\n3,1_000\n", "line 3, column 'y': '1_000' is not a number"),  # float() takes it
         ("x,y\n1,2\nNaN,3\n", "line 3, column 'x': 'NaN' is not a finite number"),
         ("x,y\n1,inf\n", "'inf' is not a finite number"),
         ("x,y\n1,2\n3\n", "line 3 has 1 fields but the header has 2"),

@@ -144,3 +144,52 @@ def test_the_command_writes_and_refuses_to_overwrite(small_run, tmp_path):
     )
     assert refused.returncode == 2 and "not a probreg export" in refused.stderr
     assert (tmp_path / "mine" / "keep.txt").exists()
+
+
+def test_litert_on_a_backend_keras_cannot_export_it_from_is_one_line_before_any_folder(
+    small_run, tmp_path, monkeypatch
+):
+    """Keras exports LiteRT from TensorFlow (or PyTorch) only: on JAX that is said at once,
+    with the way round it, instead of Keras's traceback from inside the export."""
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(UsageError) as caught:
+        export_run(small_run.run_dir, tmp_path / "lite", "litert")
+    assert str(caught.value) == (
+        "exporting to litert needs the tensorflow backend, not jax; export with "
+        "KERAS_BACKEND=tensorflow (the run folder is the same)"
+    )
+    assert not (tmp_path / "lite").exists()
+
+
+def test_an_onnx_graph_onnxruntime_cannot_run_is_refused_and_leaves_nothing(tmp_path):
+    """tf2onnx writes exact gelu as Erfc, which onnxruntime lacks: the export is checked in
+    onnxruntime and refused in one line, instead of a file that fails whoever deploys it."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    import keras
+
+    from probreg import api
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("ONNX export runs on the TensorFlow backend")
+    run = api.run(
+        "spiral:n=300,val=50,test=50",
+        "mdn:hidden=8,components=2,activation=gelu,epochs=1",
+        output=tmp_path / "gelu",
+        quiet=True,
+    )
+    with pytest.raises(
+        UsageError, match=r"does not run in onnxruntime \(it has no Erfc operator\)"
+    ):
+        export_run(run.run_dir, format="onnx")
+    assert not (run.run_dir / "export").exists()
+
+
+def test_predicting_from_an_export_folder_says_what_it_is(onnx_export):
+    from probreg.runs import load_run
+
+    _, folder = onnx_export
+    with pytest.raises(UsageError, match="is a probreg export, not a run: .*OnnxModel"):
+        load_run(folder)

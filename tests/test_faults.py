@@ -443,3 +443,54 @@ def test_ctrl_c_during_training_leaves_a_usable_run(tmp_path, backend, wait_for_
     )
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith("x,y_sample_1,y_sample_2")
+
+
+HELD_SCRIPT = """
+import os, signal, threading, time
+from probreg import interrupts
+
+def stop():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)  # the handler runs here
+
+before = signal.getsignal(signal.SIGINT)
+written = []
+try:
+    with interrupts.held():
+        stop()  # held: only noted
+        written.append("report")
+except KeyboardInterrupt:
+    written.append("stopped after")
+assert written == ["report", "stopped after"], written
+assert signal.getsignal(signal.SIGINT) is before
+with interrupts.held():  # no stop: nothing raised
+    written.append("again")
+try:
+    with interrupts.held():
+        stop()
+        stop()  # asked twice: at once
+        written.append("not reached")
+except KeyboardInterrupt:
+    pass
+assert "not reached" not in written and signal.getsignal(signal.SIGINT) is before
+outside = []  # outside the main thread nothing is held, and nothing breaks
+
+def in_a_thread():
+    with interrupts.held():
+        outside.append("written")
+
+thread = threading.Thread(target=in_a_thread)
+thread.start()
+thread.join()
+assert outside == ["written"], outside
+print("ok")
+"""
+
+
+def test_a_stop_during_a_held_write_is_raised_once_the_write_is_done():
+    """tune writes its folder under interrupts.held(): Ctrl-C then waits for the write, and
+    goes to the handler that was there. Real signals, so in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELD_SCRIPT], capture_output=True, text=True, env=ENV, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

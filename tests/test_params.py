@@ -113,6 +113,15 @@ def test_format_spec_quotes_values_that_need_it(value):
     assert parse_spec(spec) == ("csv", {"path": value, "x": "u"})
 
 
+@pytest.mark.parametrize("rate", [0.0123456789, 0.1 + 0.2, 1e-300, 0.5])
+def test_a_float_round_trips_exactly_through_its_spec(rate):
+    """A tuned learning rate written with six digits would train another model."""
+    options = resolve_options(PARAMS, {"rate": rate}, "x")
+    spec = format_spec("mdn", PARAMS, options)
+    assert resolve_options(PARAMS, parse_spec(spec)[1], "x")["rate"] == rate
+    assert spec == ("mdn" if rate == 0.5 else f"mdn:rate={rate!r}")  # defaults stay out
+
+
 def test_integers_without_a_maximum_stop_at_int32():
     params = (Param("n", "int", 10, "rows", minimum=1),)
     assert resolve_options(params, {"n": str(2**31 - 1)}, "x")["n"] == 2**31 - 1
@@ -126,7 +135,9 @@ def test_integers_without_a_maximum_stop_at_int32():
 def test_a_family_option_is_named_as_the_familys_and_a_misplaced_one_gets_a_hint():
     from probreg import plugins
 
-    with pytest.raises(UsageError, match="^invalid family 'spline' parameter 'bins': 1 is below"):
+    with pytest.raises(
+        UsageError, match=r"^invalid head 'mdn' \(family 'spline'\) parameter 'bins': 1 is below"
+    ):
         plugins.create("head", "mdn:family=spline,bins=1")
     with pytest.raises(UsageError) as caught:
         plugins.create("head", "mdn:family=spline,components=3")

@@ -206,3 +206,30 @@ def test_a_damaged_recalibration_map_is_named(calibrated_run, tmp_path):
     (copy / postfit.RECALIBRATION).write_text('{"knots": [0, 1], "values": [1, 0]}')
     with pytest.raises(UsageError, match=f"'{copy / postfit.RECALIBRATION}' is unreadable"):
         postfit.load_map(copy)
+
+
+def test_mean_and_params_keep_the_models_own_mean_beside_a_recalibrated_one(tmp_path):
+    """The spline's parameters include its mean. With --mean --params it is written once; on a
+    recalibrated run the mean column is the recalibrated mean, so the model's own comes too."""
+    import shutil
+
+    out = tmp_path / "spline"
+    result = api.run(
+        DATA, "mdn:family=spline,bins=4,hidden=8,epochs=2", output=out, quiet=True, recalibrate=True
+    )
+    x = np.linspace(0.2, 4.8, 5)
+    (tmp_path / "in.csv").write_text("x\n" + "\n".join(repr(float(v)) for v in x) + "\n")
+    header, table = predict(out, tmp_path / "in.csv", tmp_path / "p.csv", mean=True, params=True)
+    assert header.count("y_mean") == 1 and "y_mean_model" in header
+    model = result.predictor.distribution(x[:, None])
+    recal = calibration.Recalibrated(model, postfit.load_map(out))
+    np.testing.assert_allclose(table[:, header.index("y_mean")], recal.mean()[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        table[:, header.index("y_mean_model")], model.mean()[:, 0], rtol=1e-6
+    )
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    (plain / "recalibration.json").unlink()
+    header, table = predict(plain, tmp_path / "in.csv", tmp_path / "q.csv", mean=True, params=True)
+    assert header.count("y_mean") == 1 and "y_mean_model" not in header
+    np.testing.assert_allclose(table[:, header.index("y_mean")], model.mean()[:, 0], rtol=1e-6)

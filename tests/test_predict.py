@@ -161,6 +161,10 @@ def test_cli_predict_to_stdout_and_errors(small_run, inputs, tmp_path):
             (str(small_run.run_dir), "--input", str(inputs), "--samples", "-1"),
             "-1 is not in the range",
         ),
+        (  # no draws asked for: said, not silently the mean instead
+            (str(small_run.run_dir), "--input", str(inputs), "--samples", "0"),
+            "0 is not in the range x>=1",
+        ),
         (  # it would do nothing
             (str(small_run.run_dir), "--input", str(inputs), "--sampler", "mode"),
             "--sampler only steers --samples draws; add --samples N",

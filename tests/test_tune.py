@@ -169,6 +169,12 @@ def test_space_narrows_and_fixes_parameters():
     assert "scale" not in space.dimensions and "epochs" not in space.dimensions
     # A spec option named in --space is searched, its spec value being the baseline.
     assert "components" in build_space("mdn:components=1", "components=1..4").dimensions
+    # The epochs come from --epochs or from --space, not both (each trial would get two).
+    for items in ("epochs=3..9", "epochs=4"):
+        with pytest.raises(
+            UsageError, match=r"--epochs \(epochs=\) and --space epochs=\.\.\. both"
+        ):
+            build_space("mdn", items, epochs=2)
 
 
 @pytest.mark.parametrize(
@@ -436,6 +442,10 @@ def test_resume_after_sigint_keeps_finished_trials(tmp_path):
     before = {t.number: t.value for t in _finished(_trials(storage, "resume"))}
     assert 1 <= len(before) < 50
     assert (out / "tune.json").is_file()  # what was done is reported
+    failed = [t for t in _trials(storage, "resume") if t.state.name == "FAIL"]
+    assert all("error" in t.user_attrs for t in failed)  # each says why, the stopped one too
+    stopped = [t for t in failed if t.user_attrs["error"].startswith("interrupted")]
+    assert len(stopped) <= 1  # only a trial the signal cut short (if it came during one)
 
     from probreg.tuning import tune
 
