@@ -98,7 +98,7 @@ def export_run(
             "KERAS_BACKEND=tensorflow (the run folder is the same)"
         )
     target = Path(output) if output is not None else default_output(run_dir, format)
-    if target.exists():
+    if target.exists() and not _empty_folder(target):  # an empty one is used, as run does
         if not force:
             raise UsageError(
                 f"output '{target}' already exists; use --force (force=True) to replace it"
@@ -148,7 +148,9 @@ def export_run(
             **({"family_layer": layer} if layer is not None else {}),
         }
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
+        if _empty_folder(target):
+            target.rmdir()
+        elif target.exists():
             _check_replaceable(target)  # again: files may have been added while exporting
             shutil.rmtree(target)
         staging.rename(target)
@@ -202,6 +204,10 @@ def _check_onnx_runs(path: Path, served: Any, x_scaling: Any) -> None:
             f"{_largest_difference(ours, theirs)}); export another format (--format "
             "saved_model)"
         )
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def _largest_difference(ours: np.ndarray, theirs: np.ndarray) -> str:

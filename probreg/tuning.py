@@ -245,7 +245,10 @@ class _Search:
 
     # -- the study's identity --------------------------------------------------------------
     def problem(self) -> dict[str, Any]:
+        import keras
+
         return {
+            "backend": keras.backend.backend(),  # trials on another score differently
             "dataset": self.dataset.spec,
             "head": self.head.spec,
             "metric": self.config.metric,
@@ -264,6 +267,8 @@ class _Search:
             theirs = stored.get(key)
             if _normal(key, theirs) == _normal(key, value):
                 continue
+            if key == "backend" and theirs is None:  # a study from before it was recorded
+                continue
             if key == "space" and isinstance(theirs, str):
                 old, new = set(theirs.split(",")), set(value.split(","))
                 what = f"{','.join(sorted(old - new))}, not {','.join(sorted(new - old))}"
@@ -274,10 +279,10 @@ class _Search:
                 if self.config.own_storage
                 else "or delete that study from the storage (optuna delete-study)"
             )
+            same = f"KERAS_BACKEND={theirs}" if key == "backend" else "the same options"
             raise UsageError(
                 f"study '{self.config.study}' in {self.storage.shown} searches another "
-                f"problem: its {key} is {what}; use the same options, another --study "
-                f"(study=), {afresh}"
+                f"problem: its {key} is {what}; use {same}, another --study (study=), {afresh}"
             )
 
     # -- one trial -------------------------------------------------------------------------
@@ -496,10 +501,20 @@ def _normal(key: str, value: Any) -> Any:
     """A study's problem description, independent of the order parameters are declared in."""
     if key in ("dataset", "head") and isinstance(value, str):
         name, options = parse_spec(value, key)
-        return name, sorted((k, v.strip()) for k, v in options.items())
+        return name, sorted((k, _option_text(v)) for k, v in options.items())
     if key == "space" and isinstance(value, str):
         return sorted(value.split(","))
     return value
+
+
+def _option_text(text: str) -> str:
+    """An option's value to compare: a number to six digits, as specs were written before
+    they kept every digit, so a study from then still resumes."""
+    text = text.strip()
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text
 
 
 def _plain(value: Any) -> Any:

@@ -193,3 +193,11 @@ def test_predicting_from_an_export_folder_says_what_it_is(onnx_export):
     _, folder = onnx_export
     with pytest.raises(UsageError, match="is a probreg export, not a run: .*OnnxModel"):
         load_run(folder)
+
+
+def test_an_empty_output_folder_is_used_as_given(small_run, tmp_path):
+    """As for run: an empty folder holds nothing of yours, so no --force is needed."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export_run(small_run.run_dir, empty, "saved_model") == empty
+    assert json.loads((empty / METADATA).read_text())["format"] == "saved_model"

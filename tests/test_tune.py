@@ -636,6 +636,25 @@ def test_a_study_name_reused_for_another_problem_is_refused(tmp_path, monkeypatc
         "use the same options, another --study (study=), or delete that study from the "
         "storage (optuna delete-study)"
     )
+    # Trials on another Keras backend score differently: that is another problem too.
+    import keras
+    import optuna
+
+    ours = keras.backend.backend()
+    other = "jax" if ours != "jax" else "tensorflow"
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.backend, "backend", lambda: other)
+        with pytest.raises(
+            UsageError,
+            match=f"its backend is '{ours}', not '{other}'; use "
+            f"KERAS_BACKEND={ours}, another --study",
+        ):
+            tuning.tune(SMALL_DATA, SMALL_HEAD, quiet=True, **common)
+        # A study from before the backend was recorded resumes on any.
+        study = optuna.load_study(study_name="s", storage=storage)
+        problem = {k: v for k, v in study.user_attrs["probreg"].items() if k != "backend"}
+        study.set_user_attr("probreg", problem)
+        tuning.tune(SMALL_DATA, SMALL_HEAD, quiet=True, **{**common, "trials": 2})
     # In the tune folder's own storage, --force replaces the folder and so the study.
     folder = {"trials": 1, "epochs": 1, "output": tmp_path / "t", "study": "s", "quiet": True}
     tuning.tune(SMALL_DATA, SMALL_HEAD, **folder)
@@ -671,3 +690,13 @@ def test_more_workers_than_trials_or_cores_is_refused_before_any_folder(tmp_path
     with pytest.raises(UsageError, match=rf"more than 4 per CPU core here \({most}\)"):
         tune("spiral:n=300", "mdn", trials=10**6, workers=most + 1, output=tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_study_whose_spec_kept_six_digits_still_matches():
+    """Specs wrote floats with six digits before they kept every one: the same problem."""
+    from probreg.tuning import _normal
+
+    old = "mdn:learning_rate=0.00123457,hidden=8"
+    new = "mdn:hidden=8,learning_rate=0.00123456789"
+    assert _normal("head", old) == _normal("head", new)
+    assert _normal("head", "mdn:learning_rate=0.002") != _normal("head", new)
