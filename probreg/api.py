@@ -397,13 +397,13 @@ def check_plan(data: Data, head: Head, say: Echo = silent, sampler: Sampler | No
             f"head '{shorten(head.spec, 80)}' cannot build its model for {shape}: {shorten(error)}"
         ) from None
     if sampler is not None:
-        check_sampler_serves(sampler, head, Predictor(model, head, x_scaling, y_scaling), data)
+        check_sampler_serves(sampler, Predictor(model, head, x_scaling, y_scaling), data)
 
 
-def check_sampler_serves(sampler: Sampler, head: Head, predictor: Predictor, data: Data) -> None:
-    """A sampler that refuses ``head``'s distributions (a temperature for a family without
-    components) says so now, from the untrained model's (in data units, as a run samples
-    them), rather than after training. Anything else it raises is left for the run."""
+def check_sampler_serves(sampler: Sampler, predictor: Predictor, data: Data) -> None:
+    """A sampler that refuses the head's distributions (a temperature for a family without
+    components) says so now, from the untrained ``predictor``'s (in data units, as a run
+    samples them), rather than after training. Anything else it raises is left for the run."""
     from keras import ops
 
     try:
@@ -413,7 +413,7 @@ def check_sampler_serves(sampler: Sampler, head: Head, predictor: Predictor, dat
     except UsageError as error:
         raise UsageError(
             f"sampler '{shorten(sampler.spec, 60)}' cannot draw from head "
-            f"'{shorten(head.spec, 60)}': {error}"
+            f"'{shorten(predictor.head.spec, 60)}': {error}"
         ) from None
     except Exception:  # an untrained model's outputs need not make a usable distribution
         return

@@ -140,7 +140,7 @@ def _os_error(error: OSError) -> NoReturn:
 MUTED_NATIVE = "PROBREG_MUTED_NATIVE_STDERR"
 
 
-def _mute_native_stderr() -> None:
+def mute_native_stderr() -> None:
     """Keep Python's stderr on the terminal, but send what native code writes to file
     descriptor 2 (TensorFlow's and XLA's C++ start-up notices) to /dev/null."""
     try:
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         os.environ[MUTED_NATIVE] = "1"  # so tune's worker processes mute theirs too
-        _mute_native_stderr()
+        mute_native_stderr()
     interrupts.install()
     try:
         result = cli.main(args=argv, prog_name="probreg", standalone_mode=False)

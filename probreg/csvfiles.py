@@ -17,6 +17,7 @@ import numpy as np
 
 from probreg import files
 from probreg.errors import UsageError, shorten
+from probreg.params import float_text
 
 #: How errors name standard input (``-``).
 STDIN = "<stdin>"
@@ -114,11 +115,8 @@ def read_columns(
     return values
 
 
-def number_text(value: float) -> str:
-    """The shortest text that reads back as the same float (no digit lost), with whole numbers
-    as integers: ``3``, ``1700000000.25``, ``1e-05``."""
-    text = repr(value)
-    return text[:-2] if text.endswith(".0") else text
+#: The shortest text that reads back as the same float (the name CSV writing used before).
+number_text = float_text
 
 
 def format_table(header: Sequence[str], columns: np.ndarray) -> str:

@@ -116,16 +116,14 @@ def export_run(
                 warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
                 served.export(str(staging / file_name), format=keras_format, verbose=False)
         except ImportError as error:
-            import keras
-
             hint = (
                 "pip install 'probreg[export]'"
-                if keras.backend.backend() == "tensorflow"
+                if backend == "tensorflow"
                 else "or export with KERAS_BACKEND=tensorflow (the run folder is the same)"
             )
             reason = " ".join(str(error).split())
             raise UsageError(
-                f"exporting to {format} on the {keras.backend.backend()} backend needs a "
+                f"exporting to {format} on the {backend} backend needs a "
                 f"package that is not installed ({reason}); {hint}"
             ) from None
         if format == "onnx":
@@ -154,9 +152,10 @@ def export_run(
             _check_replaceable(target)  # again: files may have been added while exporting
             shutil.rmtree(target)
         staging.rename(target)
+        made = []  # they hold the export now
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        for folder in made:  # a failed export leaves no empty folders it made (RUN/export)
+        for folder in made:  # a failed export leaves no empty folder it made (RUN/export)
             with contextlib.suppress(OSError):
                 folder.rmdir()
     return target

@@ -131,11 +131,11 @@ class Param:
 
 
 def float_text(value: float) -> str:
-    """``value`` as text that reads back the same: six significant digits where they are
-    enough (``0.001``, ``3``, ``1e-05``), else in full (``0.0123456789``): a tuned value
-    rounded would train another model."""
-    short = f"{value:g}"
-    return short if float(short) == float(value) else repr(float(value))
+    """The shortest text that reads back as the same float (no digit lost), with whole numbers
+    as integers: ``3``, ``0.0123456789``, ``1e-05``. A spec or table that rounded a tuned value
+    would describe another model."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 #: The largest integer parameter without a declared maximum: sizes and counts past it only
@@ -182,17 +182,18 @@ _QUOTES = "\"'"
 
 def _split_options(rest: str, spec: str, kind: str) -> list[str]:
     """Split ``key=value,...`` at commas outside a quoted value (``path="a,b.csv"``)."""
-    items, current, quote = [], "", None
+    items, current, quote, in_value = [], "", None, False  # in_value: a non-blank value began
     for char in rest:
         if quote is None and char == ",":
             items.append(current)
-            current = ""
+            current, in_value = "", False
             continue
-        _, eq, value = current.partition("=")
-        if quote is None and char in _QUOTES and eq and not value.strip():
+        if quote is None and char in _QUOTES and "=" in current and not in_value:
             quote = char  # the value starts with a quote: commas are its own until it closes
         elif char == quote:
             quote = None
+        if "=" in current and not char.isspace():
+            in_value = True
         current += char
     if quote is not None:
         raise UsageError(f"malformed {kind} spec '{spec}': a value's {quote} quote is not closed")

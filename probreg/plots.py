@@ -133,7 +133,7 @@ def density_figure(
     figure, axes = _panels(len(views), width=4.4)
     for ax, view, density in zip(axes, views, densities, strict=True):
         image = ax.imshow(
-            np.minimum(density, top),
+            density,
             origin="lower",
             aspect="auto",
             extent=(grid_x[0], grid_x[-1], grid_y[0], grid_y[-1]),

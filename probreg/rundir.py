@@ -73,8 +73,9 @@ def write_marker(
     tree: Any = None,
 ) -> str:
     """Write (atomically) the marker that makes ``folder`` a probreg folder; return its run id.
-    ``entries`` lists what probreg wrote at its top level and ``tree`` every path below it, so
-    ``--force`` can tell a user's own files from its own, at any depth."""
+    ``tree`` lists every path probreg wrote below it, so ``--force`` can tell a user's own files
+    from its own at any depth; ``entries``, the top level alone, is taken from it unless given
+    (markers from before ``tree`` have only ``entries``)."""
     from probreg import __version__
 
     run_id = run_id or uuid.uuid4().hex
@@ -85,6 +86,8 @@ def write_marker(
         "probreg": __version__,
         "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if entries is None and tree is not None:
+        entries = [path for path in tree if "/" not in path]
     if entries is not None:
         marker["entries"] = sorted(entries)
     if tree is not None:
@@ -120,10 +123,8 @@ def start_folder(folder: Path, kind: str = "run") -> Path:
 def finish_folder(folder: Path, state: str = "complete") -> None:
     """Mark a folder made by :func:`start_folder` as finished (``complete`` or ``diverged``)."""
     marker = read_marker(folder) or {}
-    entries = [p.name for p in Path(folder).iterdir()]
-    write_marker(
-        folder, marker.get("kind", "run"), state, marker.get("run_id"), entries, folder_tree(folder)
-    )
+    kind, run_id = marker.get("kind", "run"), marker.get("run_id")
+    write_marker(folder, kind, state, run_id, tree=folder_tree(folder))
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> None:
@@ -269,10 +270,8 @@ class Claim:
             self.committed = True  # keep the staging folder: it holds the finished work
             raise UsageError(f"{error}; the finished output was kept in '{self.staging}'") from None
         # A tune folder keeps growing after this (its study), so only finished kinds list theirs.
-        entries = tree = None
-        if self.kind != "tune":
-            entries, tree = [p.name for p in self.staging.iterdir()], folder_tree(self.staging)
-        write_marker(self.staging, self.kind, state, self.run_id, entries, tree)
+        tree = None if self.kind == "tune" else folder_tree(self.staging)
+        write_marker(self.staging, self.kind, state, self.run_id, tree=tree)
         swap_in(self.staging, self.path)
         self.committed = True
         return self.path

@@ -829,22 +829,21 @@ def check_package(package: str) -> dict[str, list[str]]:
     ``"probreg-laplace"``) registers, with each plugin's own specs (``test_specs``, or
     ``contract_specs(folder)``, else its bare name): what probreg's tests do for the built-ins,
     for a plugin package's own tests. Returns each ``"kind spec"``'s report."""
-    from probreg.plugins import _normalise, broken_reason, left_out
+    from probreg.plugins import _normalise
 
     wanted = _normalise(package)
-    why = broken_reason(package)
-    _require(why is None, f"plugin package {package!r} failed to load: {why}")
+    record = next((p for p in plugins.installed() if _normalise(p["name"]) == wanted), None)
+    _require(record is not None, f"no plugin is registered by a package named {package!r}")
     _require(
-        all(_normalise(name) != wanted for name in left_out),
-        f"plugin package {package!r} is left out by PROBREG_LOAD_PLUGINS",
+        "error" not in record, f"plugin package {package!r} failed to load: {record.get('error')}"
     )
+    _require(
+        "left_out" not in record, f"plugin package {package!r} is left out by PROBREG_LOAD_PLUGINS"
+    )
+    registry = plugins.registry()
     entries = [
-        entry
-        for kind in plugins.registry().values()
-        for entry in kind.values()
-        if not entry.source.builtin and _normalise(entry.source.name) == wanted
+        registry[kind][name] for kind in plugins.KINDS for name in record[plugins.plural(kind)]
     ]
-    _require(entries, f"no plugin is registered by a package named {package!r}")
     reports = {}
     with tempfile.TemporaryDirectory() as folder:
         for entry in entries:

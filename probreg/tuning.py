@@ -265,8 +265,10 @@ class _Search:
             return
         for key, value in mine.items():
             theirs = stored.get(key)
-            if _normal(key, theirs) == _normal(key, value):
+            if _normal(key, theirs, exact=True) == _normal(key, value, exact=True):
                 continue
+            if _normal(key, theirs, exact=True) == _normal(key, theirs) == _normal(key, value):
+                continue  # stored with six digits, as specs were written before every digit
             if key == "backend" and theirs is None:  # a study from before it was recorded
                 continue
             if key == "space" and isinstance(theirs, str):
@@ -497,11 +499,13 @@ class _Search:
             self.study.tell(trial, state=state)
 
 
-def _normal(key: str, value: Any) -> Any:
-    """A study's problem description, independent of the order parameters are declared in."""
+def _normal(key: str, value: Any, exact: bool = False) -> Any:
+    """A study's problem description, independent of the order parameters are declared in;
+    numbers in specs to six digits unless ``exact``."""
     if key in ("dataset", "head") and isinstance(value, str):
         name, options = parse_spec(value, key)
-        return name, sorted((k, _option_text(v)) for k, v in options.items())
+        text = str.strip if exact else _option_text
+        return name, sorted((k, text(v)) for k, v in options.items())
     if key == "space" and isinstance(value, str):
         return sorted(value.split(","))
     return value
@@ -840,7 +844,7 @@ def _worker_main() -> int:
     from probreg import cli
 
     if os.environ.get(cli.MUTED_NATIVE) == "1":  # as the command that started it
-        cli._mute_native_stderr()
+        cli.mute_native_stderr()
     config = TuneConfig(**json.loads(os.environ["PROBREG_TUNE_CONFIG"]))
     index = os.environ.get("PROBREG_TUNE_WORKER", "?")
     say = silent if os.environ.get("PROBREG_TUNE_QUIET") == "1" else to_stderr
